@@ -1,0 +1,136 @@
+import type { Server, Namespace } from 'socket.io';
+import { createAdapter } from '@socket.io/redis-streams-adapter';
+import type { Config } from './config';
+import { UnavailableError } from './errors';
+import { Keys } from './keys';
+import type { Logger } from './logger';
+import { MemoryStore } from './memory-store';
+import type { Metrics } from './metrics';
+import { createRedis, defineScripts, RedisClient, waitReady } from './redis';
+import { RedisStore } from './redis-store';
+import type { Store } from './store';
+
+/** Packets whose adapter publish (XADD) failed: `broadcast()` turns them into `unavailable`. */
+const failedPackets = new WeakSet<object>();
+
+/**
+ * The engine: in-memory (single node, no REDIS_URL) or Redis (Streams adapter + Redis store).
+ * Both give the same Store semantics and the same broadcast, so the same behaviour tests run on both.
+ */
+export interface Engine {
+  kind: 'memory' | 'redis';
+  keys: Keys;
+  store: Store;
+  /** Redis command client (fail-fast) when clustered. */
+  redis?: RedisClient;
+  /** Installs the adapter on a Socket.IO server. */
+  attach(io: Server): void;
+  /** True when Redis (if any) is reachable. */
+  available(): boolean;
+  /** Waits for Redis at start-up (bounded). */
+  ready(timeoutMs?: number): Promise<void>;
+  /** Writes a socket's recovery session ahead of any disconnect, so a SIGKILL loses nothing. */
+  persistSession(nsp: Namespace, session: { sid: string; pid?: string; rooms: string[]; data: unknown }): void;
+  close(): Promise<void>;
+}
+
+/** Creates the engine for the configuration. */
+export function createEngine(cfg: Config, logger: Logger, metrics: Metrics): Engine {
+  const keys = new Keys(cfg.keyPrefix);
+  if (!cfg.redisUrl) {
+    const store = new MemoryStore();
+    return {
+      kind: 'memory',
+      keys,
+      store,
+      attach() {
+        /* the default in-memory adapter (session-aware when recovery is on) */
+      },
+      available: () => true,
+      ready: async () => undefined,
+      persistSession() {
+        /* a single node loses its sessions with the process anyway */
+      },
+      close: async () => undefined,
+    };
+  }
+  const redis = createRedis(cfg.redisUrl, { cluster: cfg.redisCluster, role: 'command', failFast: true, logger, metrics });
+  const adapterRedis = createRedis(cfg.redisUrl, { cluster: cfg.redisCluster, role: 'adapter', logger, metrics });
+  defineScripts(redis);
+  const store = new RedisStore(redis, keys);
+  const updateUp = () => metrics.redisUp.set(redis.status === 'ready' ? 1 : 0);
+  redis.on('ready', updateUp);
+  redis.on('close', updateUp);
+  redis.on('end', updateUp);
+  updateUp();
+  return {
+    kind: 'redis',
+    keys,
+    store,
+    redis,
+    attach(io: Server) {
+      const factory = createAdapter(adapterRedis, {
+        streamName: keys.adapterStream(),
+        streamCount: 1,
+        channelPrefix: keys.channelPrefix(),
+        sessionKeyPrefix: keys.sessionPrefix(),
+        maxLen: cfg.adapterStreamMaxLen,
+        heartbeatInterval: cfg.heartbeatIntervalMs,
+        heartbeatTimeout: cfg.heartbeatIntervalMs * 3,
+        blockTimeInMs: 2000,
+      });
+      // A regular function: Socket.IO instantiates the adapter with `new`.
+      io.adapter(function (this: unknown, nsp: Namespace) {
+        const adapter = factory(nsp) as unknown as { doPublish(m: { data?: { packet?: object } }): Promise<string> };
+        const publish = adapter.doPublish.bind(adapter);
+        adapter.doPublish = (m) =>
+          Promise.resolve()
+            .then(() => publish(m))
+            .catch((e: Error) => {
+              metrics.redisErrors.inc({ op: 'adapter_publish' });
+              if (m?.data?.packet) failedPackets.add(m.data.packet);
+              throw e;
+            });
+        return adapter;
+      } as never);
+    },
+    available: () => redis.status === 'ready',
+    async ready(timeoutMs = 15000) {
+      await Promise.all([waitReady(redis, timeoutMs), waitReady(adapterRedis, timeoutMs)]);
+    },
+    persistSession(nsp, session) {
+      if (!session.pid || redis.status !== 'ready') return;
+      try {
+        (nsp.adapter as unknown as { persistSession(s: unknown): void }).persistSession(session);
+        metrics.sessionsPersisted.inc();
+      } catch (e) {
+        logger.debug({ err: (e as Error).message }, 'persisting session failed');
+      }
+    },
+    async close() {
+      await Promise.allSettled([redis.quit(), adapterRedis.quit()]);
+      redis.disconnect();
+      adapterRedis.disconnect();
+    },
+  };
+}
+
+/** What a broadcast targets; rooms empty = the whole namespace. */
+export interface Target {
+  rooms?: string[];
+  except?: string[];
+  volatile?: boolean;
+}
+
+/** Broadcasts one event through the adapter (all pods) and resolves once it is published; `unavailable` when the publish failed. */
+export async function broadcast(nsp: Namespace, target: Target, event: string, ...args: unknown[]): Promise<void> {
+  const packet = { type: 2, data: [event, ...args] };
+  const flags: Record<string, boolean> = {};
+  if (target.volatile) flags.volatile = true;
+  await (nsp.adapter as unknown as { broadcast(p: object, o: object): Promise<void> | void }).broadcast(packet, {
+    rooms: new Set(target.rooms ?? []),
+    except: new Set(target.except ?? []),
+    flags,
+  });
+  if (failedPackets.has(packet)) throw new UnavailableError('the message could not be published (Redis unavailable)');
+}

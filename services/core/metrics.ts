@@ -1,0 +1,54 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Metric name prefix: `<namespace>_<subsystem>_<name>`. */
+export const NS = 'realtime';
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** Creates every metric on `registry` (inject a fresh one per test). */
+export function createMetrics(registry: Registry = new Registry(), opts: { defaults?: boolean } = {}) {
+  if (opts.defaults !== false) collectDefaultMetrics({ register: registry });
+  const r = [registry];
+  return {
+    registry,
+    // gateway: connections
+    connections: new Gauge({ name: `${NS}_gateway_connections`, help: 'Connected sockets on this pod', labelNames: ['namespace'] as const, registers: r }),
+    connects: new Counter({ name: `${NS}_gateway_connects_total`, help: 'Accepted socket connections', labelNames: ['namespace', 'recovered'] as const, registers: r }),
+    disconnects: new Counter({ name: `${NS}_gateway_disconnects_total`, help: 'Socket disconnections by reason', labelNames: ['namespace', 'reason'] as const, registers: r }),
+    authFailures: new Counter({ name: `${NS}_gateway_auth_failures_total`, help: 'Refused handshakes by reason', labelNames: ['reason'] as const, registers: r }),
+    // gateway: events
+    eventsReceived: new Counter({ name: `${NS}_gateway_events_received_total`, help: 'Client events by event name and outcome (ok or an error code)', labelNames: ['event', 'outcome'] as const, registers: r }),
+    eventsDropped: new Counter({ name: `${NS}_gateway_events_dropped_total`, help: 'Client events dropped without an answer (no ack to answer on)', labelNames: ['reason'] as const, registers: r }),
+    errors: new Counter({ name: `${NS}_gateway_errors_total`, help: 'Error answers by code', labelNames: ['code'] as const, registers: r }),
+    rateLimited: new Counter({ name: `${NS}_gateway_rate_limited_total`, help: 'Events or handshakes refused by a rate limit', labelNames: ['scope'] as const, registers: r }),
+    eventDuration: new Histogram({ name: `${NS}_gateway_event_duration_seconds`, help: 'Time to answer a client event', labelNames: ['event'] as const, buckets: LATENCY_BUCKETS, registers: r }),
+    messagesPublished: new Counter({ name: `${NS}_gateway_messages_published_total`, help: 'Messages accepted from clients, by kind', labelNames: ['kind'] as const, registers: r }),
+    packetsSent: new Counter({ name: `${NS}_gateway_packets_sent_total`, help: 'Packets written to sockets (after fan-out)', registers: r }),
+    deliveryLatency: new Histogram({ name: `${NS}_gateway_delivery_latency_seconds`, help: 'From message timestamp (emit or publish) to socket write on this pod', labelNames: ['kind'] as const, buckets: LATENCY_BUCKETS, registers: r }),
+    // gateway: backpressure
+    slowConsumerDrops: new Counter({ name: `${NS}_gateway_slow_consumer_drops_total`, help: 'Volatile packets dropped because the socket buffer was above the soft mark', registers: r }),
+    slowConsumerDisconnects: new Counter({ name: `${NS}_gateway_slow_consumer_disconnects_total`, help: 'Sockets cut because their buffer passed the hard mark', registers: r }),
+    volatileDrops: new Counter({ name: `${NS}_gateway_volatile_drops_total`, help: 'Volatile packets dropped because the transport was not writable', registers: r }),
+    // gateway: recovery
+    recoveryAttempts: new Counter({ name: `${NS}_gateway_recovery_attempts_total`, help: 'Connections that asked for state recovery', registers: r }),
+    recoverySuccesses: new Counter({ name: `${NS}_gateway_recovery_successes_total`, help: 'Connections whose state was recovered', registers: r }),
+    sessionsPersisted: new Counter({ name: `${NS}_gateway_sessions_persisted_total`, help: 'Recovery sessions written ahead of a disconnect', registers: r }),
+    // shared
+    redisErrors: new Counter({ name: `${NS}_redis_errors_total`, help: 'Redis command or connection errors', labelNames: ['op'] as const, registers: r }),
+    redisUp: new Gauge({ name: `${NS}_redis_up`, help: '1 when the Redis connection is ready', registers: r }),
+    ready: new Gauge({ name: `${NS}_process_ready`, help: '1 when /readyz answers 200', registers: r }),
+    heartbeatAge: new Gauge({ name: `${NS}_presence_heartbeat_age_seconds`, help: 'Age of the oldest live pod heartbeat seen by this process', registers: r }),
+    presenceTransitions: new Counter({ name: `${NS}_presence_transitions_total`, help: 'Presence transitions announced, by kind', labelNames: ['kind'] as const, registers: r }),
+    reapedSockets: new Counter({ name: `${NS}_presence_reaped_sockets_total`, help: 'Sockets removed because their pod stopped heartbeating', registers: r }),
+    onlineUsers: new Gauge({ name: `${NS}_presence_online_users`, help: 'Users with at least one connected socket (all pods)', registers: r }),
+    publishRequests: new Counter({ name: `${NS}_api_publish_requests_total`, help: 'Publish API requests by HTTP status', labelNames: ['status'] as const, registers: r }),
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Low-cardinality label for a namespace name (workspace ids never become labels). */
+export function nsLabel(name: string): string {
+  if (name === '/' || name === '/admin') return name;
+  return 'workspace';
+}

@@ -1,0 +1,28 @@
+import type { Config } from './config';
+import { unknownVariables } from './config';
+import type { Logger } from './logger';
+
+/** Process-level wiring shared by both services: warnings at start-up, signals, stray rejections. */
+export function runService(name: string, cfg: Config, logger: Logger, stop: () => Promise<void>): void {
+  for (const v of unknownVariables()) logger.warn({ variable: v }, 'unknown environment variable (typo?) ignored');
+  process.on('unhandledRejection', (reason) => {
+    // A background promise of a library (e.g. a Redis command during an outage): log, keep serving.
+    logger.warn({ err: reason instanceof Error ? reason.message : String(reason) }, 'unhandled rejection');
+  });
+  let stopping = false;
+  const onSignal = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal: sig }, `${name} shutting down`);
+    stop().then(
+      () => process.exit(0),
+      (e) => {
+        logger.error({ err: (e as Error).message }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  void cfg;
+}

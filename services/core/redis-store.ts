@@ -1,0 +1,98 @@
+import type { Keys } from './keys';
+import { UnavailableError } from './errors';
+import type { RedisClient } from './redis';
+import type { PodInfo, RoomChange, RoomMember, Store } from './store';
+
+type Scripted = RedisClient & {
+  roomJoin(k1: string, k2: string, sid: string, userId: string, pod: string): Promise<[number, number]>;
+  roomLeave(k1: string, k2: string, sid: string, pod: string): Promise<[number, number, string | null]>;
+};
+
+/** The clustered engine's store: room membership and heartbeats in Redis, each transition one Lua script. */
+export class RedisStore implements Store {
+  private r: Scripted;
+  constructor(client: RedisClient, private keys: Keys) {
+    this.r = client as Scripted;
+  }
+
+  available(): boolean {
+    return this.r.status === 'ready';
+  }
+
+  private check(): void {
+    if (!this.available()) throw new UnavailableError();
+  }
+
+  private async run<T>(fn: () => Promise<T>): Promise<T> {
+    this.check();
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof UnavailableError) throw e;
+      const msg = (e as Error).message ?? '';
+      if (/Connection|connect|writeable|timed out|ECONN|EPIPE|closed|LOADING|MaxRetries/i.test(msg) || !this.available()) throw new UnavailableError();
+      throw e;
+    }
+  }
+
+  async roomJoin(nsp: string, room: string, sid: string, userId: string, pod: string): Promise<RoomChange> {
+    const k = this.keys.room(nsp, room);
+    const [first, members] = await this.run(() => this.r.roomJoin(k.sockets, k.users, sid, userId, pod));
+    await this.run(() => this.r.hset(this.keys.podRooms(pod), `${nsp}\n${room}\n${sid}`, userId));
+    return { changed: first === 1, members };
+  }
+
+  async roomLeave(nsp: string, room: string, sid: string, pod: string): Promise<RoomChange> {
+    const k = this.keys.room(nsp, room);
+    const [last, members, userId] = await this.run(() => this.r.roomLeave(k.sockets, k.users, sid, pod));
+    await this.run(() => this.r.hdel(this.keys.podRooms(pod), `${nsp}\n${room}\n${sid}`));
+    return { changed: last === 1, members, userId: userId ?? undefined };
+  }
+
+  async roomMembers(nsp: string, room: string): Promise<RoomMember[]> {
+    const k = this.keys.room(nsp, room);
+    const h = await this.run(() => this.r.hgetall(k.users));
+    return Object.entries(h).map(([userId, n]) => ({ userId, sockets: Number(n) }));
+  }
+
+  /** Every room membership recorded for a pod: { nsp, room, sid, userId }. */
+  async podRoomEntries(pod: string): Promise<Array<{ nsp: string; room: string; sid: string; userId: string }>> {
+    const h = await this.run(() => this.r.hgetall(this.keys.podRooms(pod)));
+    return Object.entries(h).map(([f, userId]) => {
+      const [nsp, room, sid] = f.split('\n');
+      return { nsp, room, sid, userId };
+    });
+  }
+
+  /** The pod a room membership is recorded on now, or null when the socket is not in the room. */
+  async socketPod(nsp: string, room: string, sid: string): Promise<string | null> {
+    const v = await this.run(() => this.r.hget(this.keys.room(nsp, room).sockets, sid));
+    return v === null ? null : v.slice(v.indexOf('\n') + 1);
+  }
+
+  /** Drops a pod's index entry for a membership another pod took over. */
+  async forgetPodRoom(pod: string, nsp: string, room: string, sid: string): Promise<void> {
+    await this.run(() => this.r.hdel(this.keys.podRooms(pod), `${nsp}\n${room}\n${sid}`));
+  }
+
+  async heartbeat(info: PodInfo): Promise<void> {
+    await this.run(() => this.r.hset(this.keys.pods(), info.id, JSON.stringify(info)));
+  }
+
+  async pods(): Promise<PodInfo[]> {
+    const h = await this.run(() => this.r.hgetall(this.keys.pods()));
+    const out: PodInfo[] = [];
+    for (const v of Object.values(h)) {
+      try {
+        out.push(JSON.parse(v) as PodInfo);
+      } catch {
+        /* a corrupt entry is skipped; the next heartbeat rewrites it */
+      }
+    }
+    return out;
+  }
+
+  async removePod(pod: string): Promise<void> {
+    await this.run(() => this.r.hdel(this.keys.pods(), pod));
+  }
+}

@@ -1,0 +1,69 @@
+import { z } from 'zod';
+import { ROOM_ID_RE, USER_ID_RE } from './keys';
+
+/** Event names a backend or admin may emit: no Socket.IO reserved names. */
+export const EVENT_NAME_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
+export const RESERVED_EVENTS = new Set(['connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener', 'error']);
+
+export const roomIdSchema = z.string().regex(ROOM_ID_RE, 'room ids are 1-128 chars of [A-Za-z0-9_.:-]');
+export const userIdSchema = z.string().regex(USER_ID_RE, 'user ids are 1-128 chars of [A-Za-z0-9_.:@-]');
+export const eventNameSchema = z
+  .string()
+  .regex(EVENT_NAME_RE, 'event names are 1-64 chars of [A-Za-z0-9_.:-]')
+  .refine((e) => !RESERVED_EVENTS.has(e), 'reserved event name');
+/** A Redis stream id ("<ms>-<seq>"). */
+export const streamIdSchema = z.string().regex(/^\d{1,20}-\d{1,20}$/, 'a message id like "1700000000000-0"');
+
+export const messageSchema = z
+  .object({
+    roomId: roomIdSchema.optional(),
+    roomIds: z.array(roomIdSchema).min(1).max(50).optional(),
+    text: z.string().optional(),
+    data: z.unknown().optional(),
+    exceptSender: z.boolean().optional(),
+    volatile: z.boolean().optional(),
+  })
+  .strict()
+  .refine((m) => (m.roomId === undefined) !== (m.roomIds === undefined), 'give exactly one of roomId or roomIds');
+
+export const userIdListSchema = z.array(userIdSchema).max(1000, 'at most 1000 user ids');
+
+export const directMessageSchema = z
+  .object({ toUserId: userIdSchema, text: z.string().optional(), data: z.unknown().optional() })
+  .strict();
+
+export const inboxAckSchema = z.object({ upTo: streamIdSchema }).strict();
+
+export const adminBroadcastSchema = z
+  .object({
+    namespace: z.string().regex(/^\/[A-Za-z0-9_.-]{0,128}$/).optional(),
+    room: roomIdSchema.optional(),
+    event: eventNameSchema,
+    data: z.unknown(),
+    timeoutMs: z.number().int().min(10).max(60000).default(5000),
+  })
+  .strict();
+
+export const adminDisconnectSchema = z.object({ userId: userIdSchema }).strict();
+
+/** Formats the first zod issue as a short message. */
+export function zodMessage(err: z.ZodError): string {
+  const i = err.issues[0];
+  if (!i) return 'invalid payload';
+  const path = i.path.length ? `${i.path.join('.')}: ` : '';
+  return `${path}${i.message}`;
+}
+
+/** JSON size in bytes of the user-supplied part of a message. */
+export function payloadBytes(text: unknown, data: unknown): number {
+  let n = 0;
+  if (typeof text === 'string') n += Buffer.byteLength(text);
+  if (data !== undefined) {
+    try {
+      n += Buffer.byteLength(JSON.stringify(data) ?? '');
+    } catch {
+      n += Infinity;
+    }
+  }
+  return n;
+}

@@ -1,0 +1,138 @@
+import type { Namespace, Socket } from 'socket.io';
+import { askAll, LocalStats, RPC } from '../core/cluster-rpc';
+import { GatewayError } from '../core/errors';
+import { isReservedRoom, isValidUserId, userRoom } from '../core/keys';
+import { adminBroadcastSchema, adminDisconnectSchema } from '../core/schemas';
+import type { GatewayContext } from './context';
+import { handle, parse } from './events';
+import { clientRooms } from './rooms';
+
+const RPC_TIMEOUT_MS = 2000;
+
+/** This pod's connections, distinct users and client rooms over every namespace. */
+export function localStats(ctx: GatewayContext): LocalStats {
+  const users = new Set<string>();
+  const rooms = new Set<string>();
+  let connections = 0;
+  for (const nsp of ctx.io._nsps.values()) {
+    for (const s of nsp.sockets.values()) {
+      connections++;
+      const uid = (s.data as { principal?: { userId: string } }).principal?.userId;
+      if (uid) users.add(uid);
+      for (const r of clientRooms(s)) rooms.add(`${nsp.name}\n${r}`);
+    }
+  }
+  return { id: ctx.cfg.podName, connections, users: [...users], rooms: [...rooms] };
+}
+
+/** Disconnects every local socket of a user in every namespace; returns how many. */
+export function disconnectLocalUser(ctx: GatewayContext, userId: string): number {
+  if (!isValidUserId(userId)) return 0;
+  let n = 0;
+  for (const nsp of ctx.io._nsps.values()) {
+    const ids = nsp.adapter.rooms.get(userRoom(userId));
+    if (!ids) continue;
+    for (const sid of [...ids]) {
+      const s = nsp.sockets.get(sid);
+      if (s) {
+        s.disconnect(true);
+        n++;
+      }
+    }
+  }
+  return n;
+}
+
+/** Answers the cluster requests the admin events send to every pod. */
+export function answerClusterRequests(ctx: GatewayContext): void {
+  ctx.io.on(RPC.stats as never, ((_a: unknown, cb: (s: LocalStats) => void) => cb?.(localStats(ctx))) as never);
+  ctx.io.on(RPC.disconnectUser as never, ((userId: string, cb: (n: number) => void) => cb?.(disconnectLocalUser(ctx, userId))) as never);
+}
+
+function resolveNamespace(ctx: GatewayContext, name: string): Namespace {
+  if (name === '/' || name === '/admin' || ctx.cfg.workspacePattern.test(name)) return ctx.io.of(name);
+  throw new GatewayError('not_found', `namespace "${name}" does not exist`);
+}
+
+/** Broadcast with acknowledgements across all pods: resolves with the answers and how many did not answer in time. */
+export function broadcastWithAck(nsp: Namespace, room: string | undefined, event: string, data: unknown, timeoutMs: number): Promise<{ acked: number; missing: number; responses: unknown[] }> {
+  const adapter = nsp.adapter as unknown as {
+    broadcastWithAck(p: object, o: object, count: (n: number) => void, ack: (r: unknown) => void): void;
+    serverCount(): Promise<number>;
+  };
+  return new Promise((resolve) => {
+    const responses: unknown[] = [];
+    let expectedClients = 0;
+    let expectedServers = -1;
+    let servers = 0;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolve({ acked: responses.length, missing: Math.max(0, expectedClients - responses.length), responses });
+    };
+    const check = () => {
+      if (expectedServers >= 0 && servers >= expectedServers && responses.length >= expectedClients) finish();
+    };
+    const timer = setTimeout(finish, timeoutMs);
+    adapter.broadcastWithAck(
+      { type: 2, data: [event, data] },
+      { rooms: new Set(room ? [room] : []), except: new Set(), flags: { timeout: timeoutMs } },
+      (n) => {
+        expectedClients += n;
+        servers++;
+        check();
+      },
+      (r) => {
+        responses.push(r);
+        check();
+      },
+    );
+    Promise.resolve(adapter.serverCount()).then(
+      (n) => {
+        expectedServers = n;
+        check();
+      },
+      () => undefined,
+    );
+  });
+}
+
+/** Registers the events of the `/admin` namespace. */
+export function registerAdminEvents(ctx: GatewayContext, socket: Socket): void {
+  const on = (event: string, fn: (...a: unknown[]) => Promise<object>) => handle(socket, event, ctx.metrics, ctx.logger, fn);
+
+  on('admin:stats', async () => {
+    ctx.requireAvailable();
+    const [heartbeats, remote] = await Promise.all([ctx.engine.store.pods(), askAll<LocalStats | null>(ctx.io.of('/'), RPC.stats, null, RPC_TIMEOUT_MS)]);
+    const all = [localStats(ctx), ...remote.filter((s): s is LocalStats => !!s)];
+    const byId = new Map(all.map((s) => [s.id, s]));
+    const stale = Date.now() - ctx.cfg.heartbeatIntervalMs * 3;
+    const pods = heartbeats
+      .filter((h) => h.lastHeartbeat >= stale || byId.has(h.id))
+      .map((h) => ({ id: h.id, connections: byId.get(h.id)?.connections ?? h.connections, lastHeartbeat: h.lastHeartbeat }));
+    for (const s of all) if (!pods.some((p) => p.id === s.id)) pods.push({ id: s.id, connections: s.connections, lastHeartbeat: Date.now() });
+    pods.sort((a, b) => a.id.localeCompare(b.id));
+    const users = new Set(all.flatMap((s) => s.users));
+    const rooms = new Set(all.flatMap((s) => s.rooms));
+    return { pods, connections: all.reduce((n, s) => n + s.connections, 0), onlineUsers: users.size, rooms: rooms.size };
+  });
+
+  on('admin:broadcast', async (raw) => {
+    const b = parse(adminBroadcastSchema, raw);
+    if (b.room && isReservedRoom(b.room)) throw new GatewayError('forbidden', `room "${b.room}" is reserved`);
+    ctx.requireAvailable();
+    const nsp = resolveNamespace(ctx, b.namespace ?? '/');
+    return broadcastWithAck(nsp, b.room, b.event, b.data, b.timeoutMs ?? 5000);
+  });
+
+  on('admin:disconnect-user', async (raw) => {
+    const { userId } = parse(adminDisconnectSchema, raw);
+    ctx.requireAvailable();
+    const remote = await askAll<number>(ctx.io.of('/'), RPC.disconnectUser, userId, RPC_TIMEOUT_MS);
+    const local = disconnectLocalUser(ctx, userId);
+    return { disconnected: local + remote.reduce((a, b) => a + (Number(b) || 0), 0) };
+  });
+}
+

@@ -1,0 +1,58 @@
+import type { Socket } from 'socket.io';
+import { z } from 'zod';
+import { errorBody, GatewayError } from '../core/errors';
+import type { Logger } from '../core/logger';
+import type { Metrics } from '../core/metrics';
+import { zodMessage } from '../core/schemas';
+
+export type Ack = (body: unknown) => void;
+
+/** Splits an ack callback off the end of an event's arguments. */
+export function splitAck(args: unknown[]): { args: unknown[]; ack?: Ack } {
+  const last = args[args.length - 1];
+  if (typeof last === 'function') return { args: args.slice(0, -1), ack: last as Ack };
+  return { args };
+}
+
+/** Parses with a zod schema, turning failures into `bad_request`. */
+export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new GatewayError('bad_request', zodMessage(r.error));
+  return r.data;
+}
+
+/**
+ * Registers a client event: requires an ack (without one the event is dropped and counted),
+ * runs the handler, and always answers `{ ok: true, ...result }` or `{ ok: false, error }`.
+ * A handler can never crash the process or disconnect the socket.
+ */
+export function handle(socket: Socket, event: string, metrics: Metrics, logger: Logger, fn: (...args: unknown[]) => Promise<object>): void {
+  socket.on(event, (...raw: unknown[]) => {
+    const { args, ack } = splitAck(raw);
+    if (!ack) {
+      metrics.eventsDropped.inc({ reason: 'no_ack' });
+      metrics.eventsReceived.inc({ event, outcome: 'no_ack' });
+      return;
+    }
+    const end = metrics.eventDuration.startTimer({ event });
+    fn(...args).then(
+      (result) => {
+        end();
+        metrics.eventsReceived.inc({ event, outcome: 'ok' });
+        ack({ ok: true, ...result });
+      },
+      (err: unknown) => {
+        end();
+        const body = errorBody(err);
+        if (body.error.code === 'internal') logger.error({ event, err: (err as Error)?.stack ?? String(err), sid: socket.id }, 'event handler failed');
+        metrics.eventsReceived.inc({ event, outcome: body.error.code });
+        metrics.errors.inc({ code: body.error.code });
+        try {
+          ack(body);
+        } catch {
+          /* the connection is gone */
+        }
+      },
+    );
+  });
+}

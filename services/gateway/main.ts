@@ -1,0 +1,16 @@
+import { loadConfigOrExit } from '../core/config';
+import { createLogger } from '../core/logger';
+import { createMetrics } from '../core/metrics';
+import { runService } from '../core/process';
+import { createGateway } from './server';
+
+const cfg = loadConfigOrExit('gateway');
+const logger = createLogger('gateway', cfg.logLevel, cfg.podName);
+if (cfg.authMode === 'insecure') logger.warn('AUTH_MODE=insecure: auth.userId is accepted WITHOUT a signature; never use this in production');
+if (!cfg.redisUrl) logger.info('REDIS_URL unset: single node on the in-memory engine');
+const gateway = createGateway(cfg, logger, createMetrics());
+runService('gateway', cfg, logger, () => gateway.stop());
+gateway.start().catch((e) => {
+  logger.fatal({ err: (e as Error).message }, 'gateway failed to start');
+  process.exit(1);
+});

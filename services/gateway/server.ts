@@ -1,0 +1,326 @@
+import http from 'http';
+import { AddressInfo } from 'net';
+import { Server, Socket } from 'socket.io';
+import { encode } from '@msgpack/msgpack';
+import { AuthError, createAuthenticator, Principal } from '../core/auth';
+import type { Config } from '../core/config';
+import { broadcast, createEngine, Engine } from '../core/engine';
+import { UnavailableError } from '../core/errors';
+import { userRoom } from '../core/keys';
+import type { Logger } from '../core/logger';
+import { createMetrics, Metrics, nsLabel } from '../core/metrics';
+import { answerClusterRequests, registerAdminEvents } from './admin';
+import { boundOutboundBuffer } from './backpressure';
+import type { GatewayContext } from './context';
+import { splitAck } from './events';
+import { KeyedLimiter, TokenBucket } from './rate-limit';
+import { announceLeave, clientRooms, recordJoin, registerRoomEvents } from './rooms';
+import { reapPod } from '../core/reaper';
+
+/** Client events of `/` and workspace namespaces. */
+export const ROOM_EVENTS = new Set(['join-room', 'leave-room', 'message', 'get-room-members']);
+/** Client events of `/admin`. */
+export const ADMIN_EVENTS = new Set(['admin:stats', 'admin:broadcast', 'admin:disconnect-user']);
+
+/** Extra events other modules (presence, inbox) register on client namespaces. */
+export type SocketPlugin = { events: string[]; register(ctx: GatewayContext, socket: Socket): void; onConnect?(ctx: GatewayContext, socket: Socket): void };
+
+export interface Gateway {
+  ctx: GatewayContext;
+  io: Server;
+  http: http.Server;
+  metricsHttp: http.Server;
+  start(): Promise<{ port: number; metricsPort: number }>;
+  /** Graceful shutdown in ARCHITECTURE.md rule 5 order. */
+  stop(): Promise<void>;
+  ready(): boolean;
+}
+
+/** Wires a gateway: HTTP + Socket.IO, auth, namespaces, events, backpressure, heartbeats, shutdown. */
+export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = createMetrics(), plugins: SocketPlugin[] = []): Gateway {
+  const engine: Engine = createEngine(cfg, logger, metrics);
+  const httpServer = http.createServer();
+  const io = new Server(httpServer, {
+    path: '/socket.io/',
+    transports: cfg.transports as ('polling' | 'websocket')[],
+    maxHttpBufferSize: cfg.maxHttpBufferSize,
+    cors: { origin: cfg.corsOrigins.includes('*') ? true : cfg.corsOrigins, credentials: true },
+    connectionStateRecovery: { maxDisconnectionDuration: cfg.recoveryWindowMs, skipMiddlewares: false },
+    serveClient: true,
+  });
+  engine.attach(io);
+
+  let draining = false;
+  let started = false;
+  const inflight = new Set<Promise<unknown>>();
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    inflight.add(p);
+    p.finally(() => inflight.delete(p)).catch(() => undefined);
+    return p;
+  };
+
+  const ctx: GatewayContext = {
+    cfg,
+    logger,
+    metrics,
+    engine,
+    io,
+    requireAvailable() {
+      if (!engine.available()) throw new UnavailableError();
+    },
+    persistSession(socket) {
+      if (engine.kind !== 'redis' || !engine.redis) return;
+      const pid = (socket as unknown as { pid?: string }).pid;
+      if (!pid) return;
+      const session = { sid: socket.id, pid, rooms: [...socket.rooms], data: socket.data };
+      engine.redis
+        .set(engine.keys.sessionPrefix() + pid, Buffer.from(encode(session)).toString('base64'), 'PX', cfg.recoveryWindowMs)
+        .then(() => metrics.sessionsPersisted.inc())
+        .catch(() => metrics.redisErrors.inc({ op: 'persist_session' }));
+    },
+    draining: () => draining,
+  };
+
+  const authenticate = createAuthenticator(cfg);
+  const connectLimiter = new KeyedLimiter(cfg.connectRatePerSecond, Math.max(1, cfg.connectRatePerSecond * 2));
+  let connectionCount = 0;
+
+  const refuse = (next: (err?: Error) => void, e: AuthError) => {
+    metrics.authFailures.inc({ reason: e.reason });
+    const err = new Error(e.code) as Error & { data: unknown };
+    err.data = { code: e.code, message: e.message };
+    next(err);
+  };
+
+  /** Handshake middleware shared by every namespace: limits, then the token. */
+  const authMiddleware = (check?: (p: Principal, socket: Socket) => void) => async (socket: Socket, next: (err?: Error) => void) => {
+    try {
+      const addr = String(socket.handshake.headers['x-forwarded-for'] ?? '').split(',')[0].trim() || socket.handshake.address;
+      if (!connectLimiter.take(addr)) {
+        metrics.rateLimited.inc({ scope: 'connect' });
+        throw new AuthError('rate_limited', 'too many connection attempts, retry later');
+      }
+      if (cfg.maxConnections > 0 && connectionCount >= cfg.maxConnections) throw new AuthError('overloaded', 'this pod is at its connection limit, retry later');
+      const auth = socket.handshake.auth as Record<string, unknown>;
+      if (typeof auth?.pid === 'string' && typeof auth?.offset === 'string') metrics.recoveryAttempts.inc();
+      const principal = await authenticate(auth);
+      check?.(principal, socket);
+      socket.data.principal = principal;
+      next();
+    } catch (e) {
+      if (e instanceof AuthError) return refuse(next, e);
+      logger.error({ err: (e as Error).message }, 'handshake failed');
+      refuse(next, new AuthError('unauthorized', 'authentication failed', 'error'));
+    }
+  };
+
+  const workspaceCheck = (p: Principal, socket: Socket) => {
+    const id = cfg.workspacePattern.exec(socket.nsp.name)?.[1] ?? socket.nsp.name;
+    if (!p.workspaces.includes(id)) throw new AuthError('forbidden', `your token does not grant workspace "${id}"`, 'workspace');
+  };
+  const adminCheck = (p: Principal) => {
+    if (!p.roles.includes('admin')) throw new AuthError('forbidden', 'the admin namespace needs role "admin"', 'role');
+  };
+
+  const pluginEvents = plugins.flatMap((p) => p.events);
+  const clientEvents = new Set([...ROOM_EVENTS, ...pluginEvents]);
+
+  /** Rate limit and unknown-event filter, before any handler. */
+  const guard = (socket: Socket, known: Set<string>) => {
+    const bucket = new TokenBucket(cfg.rateLimitPerSecond, cfg.rateLimitBurst);
+    socket.use((packet, next) => {
+      const [event] = packet;
+      const { ack } = splitAck(packet.slice(1));
+      if (!bucket.take()) {
+        metrics.rateLimited.inc({ scope: 'event' });
+        metrics.eventsReceived.inc({ event: known.has(event) ? event : 'unknown', outcome: 'rate_limited' });
+        if (ack) ack({ ok: false, error: { code: 'rate_limited', message: `more than ${cfg.rateLimitPerSecond} events per second` } });
+        else metrics.eventsDropped.inc({ reason: 'rate_limited' });
+        return;
+      }
+      if (typeof event !== 'string' || !known.has(event)) {
+        metrics.eventsReceived.inc({ event: 'unknown', outcome: 'bad_request' });
+        if (ack) {
+          metrics.errors.inc({ code: 'bad_request' });
+          ack({ ok: false, error: { code: 'bad_request', message: `unknown event "${String(event).slice(0, 64)}"` } });
+        } else metrics.eventsDropped.inc({ reason: 'unknown_event' });
+        return;
+      }
+      next();
+    });
+  };
+
+  const onConnection = (socket: Socket, admin: boolean) => {
+    const p = socket.data.principal as Principal;
+    const label = nsLabel(socket.nsp.name);
+    connectionCount++;
+    metrics.connections.inc({ namespace: label });
+    metrics.connects.inc({ namespace: label, recovered: String(socket.recovered) });
+    if (socket.recovered) metrics.recoverySuccesses.inc();
+    boundOutboundBuffer(socket, cfg.outboundSoftBytes, cfg.outboundMaxBytes, metrics, () =>
+      logger.warn({ sid: socket.id, nsp: socket.nsp.name }, 'slow consumer cut: outbound buffer above OUTBOUND_BUFFER_MAX_BYTES'),
+    );
+    socket.join(userRoom(p.userId));
+    guard(socket, admin ? ADMIN_EVENTS : clientEvents);
+    if (admin) registerAdminEvents(ctx, socket);
+    else {
+      registerRoomEvents(ctx, socket);
+      for (const plugin of plugins) plugin.register(ctx, socket);
+    }
+
+    let rooms: string[] = [];
+    socket.on('disconnecting', () => {
+      rooms = clientRooms(socket);
+    });
+    socket.on('disconnect', (reason) => {
+      connectionCount--;
+      metrics.connections.dec({ namespace: label });
+      metrics.disconnects.inc({ namespace: label, reason });
+      // While draining, memberships stay for the pod that recovers the socket; leftovers are reaped at the end.
+      if (draining) return;
+      for (const room of rooms) {
+        track(announceLeave(ctx, socket, room, p.userId)).catch((e) => logger.debug({ err: (e as Error).message, sid: socket.id }, 'leave on disconnect failed'));
+      }
+    });
+
+    if (socket.recovered) {
+      // The rooms came back with the session: record them under this pod.
+      for (const room of clientRooms(socket)) {
+        track(recordJoin(ctx, socket, room, p.userId)).catch((e) => logger.debug({ err: (e as Error).message }, 're-join after recovery failed'));
+      }
+    } else {
+      // Routed through the adapter so the client holds a stream offset from the start (recovery needs one).
+      broadcast(socket.nsp, { rooms: [socket.id] }, 'session', { userId: p.userId, recovered: false }).catch(() => undefined);
+    }
+    for (const plugin of plugins) plugin.onConnect?.(ctx, socket);
+    ctx.persistSession(socket);
+  };
+
+  io.of('/').use(authMiddleware()).on('connection', (s) => onConnection(s, false));
+  io.of(cfg.workspacePattern).use(authMiddleware(workspaceCheck)).on('connection', (s) => onConnection(s, false));
+  io.of('/admin').use(authMiddleware(adminCheck)).on('connection', (s) => onConnection(s, true));
+  answerClusterRequests(ctx);
+
+  const ready = () => started && !draining && engine.available();
+
+  const health = (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (url === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true }));
+      return true;
+    }
+    if (url === '/readyz') {
+      const ok = ready();
+      metrics.ready.set(ok ? 1 : 0);
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, draining, redis: engine.available() }));
+      return true;
+    }
+    return false;
+  };
+
+  const routes: Array<(req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>> = [health];
+  httpServer.on('request', async (req, res) => {
+    if ((req.url ?? '').startsWith('/socket.io/')) return; // Socket.IO answers these
+    try {
+      for (const r of routes) if (await r(req, res)) return;
+      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'not_found', message: 'no such route' } }));
+    } catch (e) {
+      logger.error({ err: (e as Error).message }, 'http handler failed');
+      if (!res.headersSent) res.writeHead(500).end();
+    }
+  });
+
+  const metricsHttp = http.createServer(async (req, res) => {
+    if (health(req, res)) return;
+    if ((req.url ?? '').split('?')[0] === '/metrics') {
+      try {
+        metrics.ready.set(ready() ? 1 : 0);
+        const body = await metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body);
+      } catch (e) {
+        res.writeHead(500).end(String((e as Error).message));
+      }
+      return;
+    }
+    res.writeHead(404).end();
+  });
+
+  let heartbeatTimer: NodeJS.Timeout | undefined;
+  let sessionTimer: NodeJS.Timeout | undefined;
+  const heartbeat = async () => {
+    try {
+      if (!engine.available()) return;
+      await engine.store.heartbeat({ id: cfg.podName, connections: connectionCount, lastHeartbeat: Date.now() });
+    } catch (e) {
+      metrics.redisErrors.inc({ op: 'heartbeat' });
+      logger.debug({ err: (e as Error).message }, 'heartbeat failed');
+    }
+  };
+  const refreshSessions = () => {
+    for (const nsp of io._nsps.values()) for (const s of nsp.sockets.values()) ctx.persistSession(s);
+  };
+
+  const listen = (server: http.Server, port: number) =>
+    new Promise<number>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, cfg.host, () => {
+        server.off('error', reject);
+        resolve((server.address() as AddressInfo).port);
+      });
+    });
+
+  return {
+    ctx,
+    io,
+    http: httpServer,
+    metricsHttp,
+    ready,
+    async start() {
+      const metricsPort = await listen(metricsHttp, cfg.metricsPort);
+      await engine.ready().catch((e) => logger.warn({ err: (e as Error).message }, 'starting before Redis is ready; /readyz fails until it is'));
+      const port = await listen(httpServer, cfg.port);
+      started = true;
+      await heartbeat();
+      heartbeatTimer = setInterval(() => void heartbeat(), cfg.heartbeatIntervalMs).unref();
+      if (engine.kind === 'redis') sessionTimer = setInterval(refreshSessions, Math.max(1000, Math.floor(cfg.recoveryWindowMs / 3))).unref();
+      logger.info({ port, metricsPort, engine: engine.kind, auth: cfg.authMode }, 'gateway listening');
+      return { port, metricsPort };
+    },
+    async stop() {
+      if (draining) return;
+      draining = true;
+      metrics.ready.set(0);
+      logger.info({ delayMs: cfg.shutdownDelayMs }, 'draining: readiness fails, waiting for the ingress to notice');
+      await sleep(cfg.shutdownDelayMs);
+      const deadline = Date.now() + cfg.drainTimeoutMs;
+      // Stop taking connections, then tell every client to reconnect elsewhere (a transport
+      // close: clients reconnect by themselves and recover their session on another pod).
+      httpServer.close();
+      refreshSessions();
+      for (const nsp of io._nsps.values()) {
+        for (const s of nsp.sockets.values()) (s.client as unknown as { conn: { close(): void } }).conn.close();
+      }
+      while (Date.now() < deadline && (connectionCount > 0 || inflight.size > 0)) await sleep(50);
+      await Promise.race([Promise.allSettled([...inflight]), sleep(Math.max(0, deadline - Date.now()))]);
+      // Memberships no other pod took over within the drain time are removed and announced.
+      if (engine.kind === 'redis') {
+        try {
+          await reapPod(engine, io, cfg.podName, { waitUntil: deadline, logger, metrics });
+          await engine.store.removePod(cfg.podName);
+        } catch (e) {
+          logger.warn({ err: (e as Error).message }, 'could not clean up memberships at shutdown; the reaper will');
+        }
+      }
+      clearInterval(heartbeatTimer);
+      clearInterval(sessionTimer);
+      io.close();
+      await new Promise<void>((r) => metricsHttp.close(() => r()));
+      await engine.close();
+      logger.info('gateway stopped');
+    },
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
