@@ -9,6 +9,7 @@ import type { Metrics } from './metrics';
 import { createRedis, defineScripts, RedisClient, waitReady } from './redis';
 import { RedisStore } from './redis-store';
 import type { Store } from './store';
+import { MemoryPresence, PresenceStore, RedisPresence } from './presence';
 
 /** Packets whose adapter publish (XADD) failed: `broadcast()` turns them into `unavailable`. */
 const failedPackets = new WeakSet<object>();
@@ -21,6 +22,7 @@ export interface Engine {
   kind: 'memory' | 'redis';
   keys: Keys;
   store: Store;
+  presence: PresenceStore;
   /** Redis command client (fail-fast) when clustered. */
   redis?: RedisClient;
   /** Installs the adapter on a Socket.IO server. */
@@ -43,6 +45,7 @@ export function createEngine(cfg: Config, logger: Logger, metrics: Metrics): Eng
       kind: 'memory',
       keys,
       store,
+      presence: new MemoryPresence(),
       attach() {
         /* the default in-memory adapter (session-aware when recovery is on) */
       },
@@ -67,6 +70,7 @@ export function createEngine(cfg: Config, logger: Logger, metrics: Metrics): Eng
     kind: 'redis',
     keys,
     store,
+    presence: new RedisPresence(redis, keys),
     redis,
     attach(io: Server) {
       const factory = createAdapter(adapterRedis, {

@@ -56,6 +56,26 @@ export class Keys {
   pods(): string {
     return `${this.prefix}:pods`;
   }
+  /** Presence of one user in one namespace (one hash; every presence script touches only it). */
+  presence(nsp: string, userId: string): string {
+    assert(NSP_RE.test(nsp), 'namespace', nsp);
+    assert(USER_ID_RE.test(userId), 'user id', userId);
+    return `${this.prefix}:presence:{${nsp}|${userId}}`;
+  }
+  /** Users whose offline decision is pending: member "nsp\nuserId", score = deadline (ms). */
+  presenceDue(): string {
+    return `${this.prefix}:presence-due`;
+  }
+  /** Online users of a namespace (versioned, with a "#count" field). */
+  online(nsp: string): string {
+    assert(NSP_RE.test(nsp), 'namespace', nsp);
+    return `${this.prefix}:online:{${nsp}}`;
+  }
+  /** Sockets a pod holds, for the reaper: field "nsp\nsid" -> userId. */
+  podSockets(pod: string): string {
+    assert(/^[A-Za-z0-9_.-]{1,253}$/.test(pod), 'pod name', pod);
+    return `${this.prefix}:pod:{${pod}}:sockets`;
+  }
   /** Which rooms a pod's sockets are in (for the reaper): field "nsp\nroom\nsid". */
   podRooms(pod: string): string {
     assert(/^[A-Za-z0-9_.-]{1,253}$/.test(pod), 'pod name', pod);

@@ -49,8 +49,17 @@ export class MemoryStore implements Store {
     return [...r.users].map(([userId, sockets]) => ({ userId, sockets }));
   }
 
-  async heartbeat(info: PodInfo): Promise<void> {
+  async heartbeat(info: PodInfo): Promise<boolean> {
     this.podMap.set(info.id, info);
+    return false;
+  }
+
+  async markReaped(): Promise<number | null> {
+    return null; // a single node never reaps itself
+  }
+
+  async forgetPod(pod: string): Promise<void> {
+    this.podMap.delete(pod);
   }
 
   async pods(): Promise<PodInfo[]> {

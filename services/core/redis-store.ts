@@ -6,6 +6,9 @@ import type { PodInfo, RoomChange, RoomMember, Store } from './store';
 type Scripted = RedisClient & {
   roomJoin(k1: string, k2: string, sid: string, userId: string, pod: string): Promise<[number, number]>;
   roomLeave(k1: string, k2: string, sid: string, pod: string): Promise<[number, number, string | null]>;
+  podHeartbeat(k: string, pod: string, json: string, registered: string): Promise<number>;
+  podMarkReaped(k: string, pod: string, cutoff: number): Promise<string | null>;
+  podForget(k: string, pod: string): Promise<number>;
 };
 
 /** The clustered engine's store: room membership and heartbeats in Redis, each transition one Lua script. */
@@ -75,8 +78,18 @@ export class RedisStore implements Store {
     await this.run(() => this.r.hdel(this.keys.podRooms(pod), `${nsp}\n${room}\n${sid}`));
   }
 
-  async heartbeat(info: PodInfo): Promise<void> {
-    await this.run(() => this.r.hset(this.keys.pods(), info.id, JSON.stringify(info)));
+  async heartbeat(info: PodInfo, registeredBefore: boolean): Promise<boolean> {
+    const r = await this.run(() => this.r.podHeartbeat(this.keys.pods(), info.id, JSON.stringify(info), registeredBefore ? '1' : '0'));
+    return r === 1;
+  }
+
+  async markReaped(pod: string, cutoff: number): Promise<number | null> {
+    const r = await this.run(() => this.r.podMarkReaped(this.keys.pods(), pod, cutoff));
+    return r === null ? null : Number(r);
+  }
+
+  async forgetPod(pod: string): Promise<void> {
+    await this.run(() => this.r.podForget(this.keys.pods(), pod));
   }
 
   async pods(): Promise<PodInfo[]> {

@@ -31,6 +31,7 @@ export function createRedis(url: string, opts: { cluster?: boolean; role: string
     client = new Cluster([{ host: u.hostname, port: Number(u.port || 6379) }], {
       clusterRetryStrategy: retryDelay,
       enableOfflineQueue: !opts.failFast,
+      enableAutoPipelining: true,
       redisOptions: { ...base, password: u.password || undefined, username: u.username || undefined },
     });
   } else {

@@ -25,8 +25,13 @@ export interface Store {
   /** Removes the socket only while it is recorded on `pod`: a socket recovered on another pod meanwhile stays. */
   roomLeave(nsp: string, room: string, sid: string, pod: string): Promise<RoomChange>;
   roomMembers(nsp: string, room: string): Promise<RoomMember[]>;
-  heartbeat(info: PodInfo): Promise<void>;
+  /** Writes a heartbeat; true when this pod had registered before and was reaped meanwhile. */
+  heartbeat(info: PodInfo, registeredBefore: boolean): Promise<boolean>;
   pods(): Promise<PodInfo[]>;
+  /** Marks a pod silent since before `cutoff` as reaped; its last heartbeat, or null when it is alive. */
+  markReaped(pod: string, cutoff: number): Promise<number | null>;
+  /** Removes a reaped pod's entry (unless it came back). */
+  forgetPod(pod: string): Promise<void>;
   removePod(pod: string): Promise<void>;
   /** True when the store can serve requests now. */
   available(): boolean;

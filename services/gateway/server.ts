@@ -16,6 +16,8 @@ import { splitAck } from './events';
 import { KeyedLimiter, TokenBucket } from './rate-limit';
 import { announceLeave, clientRooms, recordJoin, registerRoomEvents } from './rooms';
 import { reapPod } from '../core/reaper';
+import { Presence } from '../core/presence';
+import { presenceEvents } from './presence-events';
 
 /** Client events of `/` and workspace namespaces. */
 export const ROOM_EVENTS = new Set(['join-room', 'leave-room', 'message', 'get-room-members']);
@@ -37,7 +39,8 @@ export interface Gateway {
 }
 
 /** Wires a gateway: HTTP + Socket.IO, auth, namespaces, events, backpressure, heartbeats, shutdown. */
-export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = createMetrics(), plugins: SocketPlugin[] = []): Gateway {
+export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = createMetrics(), extraPlugins: SocketPlugin[] = []): Gateway {
+  const plugins = [presenceEvents, ...extraPlugins];
   const engine: Engine = createEngine(cfg, logger, metrics);
   const httpServer = http.createServer();
   const io = new Server(httpServer, {
@@ -49,6 +52,7 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
     serveClient: true,
   });
   engine.attach(io);
+  const presence = new Presence(engine.presence, io, { pod: cfg.podName, graceMs: cfg.presenceGraceMs, logger, metrics });
 
   let draining = false;
   let started = false;
@@ -178,11 +182,13 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
       metrics.disconnects.inc({ namespace: label, reason });
       // While draining, memberships stay for the pod that recovers the socket; leftovers are reaped at the end.
       if (draining) return;
+      if (!admin) track(presence.disconnected(socket.nsp.name, p.userId, socket.id)).catch((e) => logger.debug({ err: (e as Error).message, sid: socket.id }, 'presence disconnect failed'));
       for (const room of rooms) {
         track(announceLeave(ctx, socket, room, p.userId)).catch((e) => logger.debug({ err: (e as Error).message, sid: socket.id }, 'leave on disconnect failed'));
       }
     });
 
+    if (!admin) track(presence.connected(socket.nsp.name, p.userId, socket.id)).catch((e) => logger.debug({ err: (e as Error).message, sid: socket.id }, 'presence connect failed'));
     if (socket.recovered) {
       // The rooms came back with the session: record them under this pod.
       for (const room of clientRooms(socket)) {
@@ -247,10 +253,22 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
 
   let heartbeatTimer: NodeJS.Timeout | undefined;
   let sessionTimer: NodeJS.Timeout | undefined;
+  let sweepTimer: NodeJS.Timeout | undefined;
+  let registered = false;
+  const closeAll = () => {
+    for (const nsp of io._nsps.values()) for (const s of nsp.sockets.values()) (s.client as unknown as { conn: { close(): void } }).conn.close();
+  };
   const heartbeat = async () => {
     try {
       if (!engine.available()) return;
-      await engine.store.heartbeat({ id: cfg.podName, connections: connectionCount, lastHeartbeat: Date.now() });
+      const reaped = await engine.store.heartbeat({ id: cfg.podName, connections: connectionCount, lastHeartbeat: Date.now() }, registered);
+      registered = true;
+      if (reaped && !draining) {
+        // The cluster gave this pod up for dead (it was paused or cut off): its sockets' state is
+        // gone, so they reconnect and register afresh instead of lingering as ghosts.
+        logger.warn('this pod was reaped while unresponsive; reconnecting its clients');
+        closeAll();
+      }
     } catch (e) {
       metrics.redisErrors.inc({ op: 'heartbeat' });
       logger.debug({ err: (e as Error).message }, 'heartbeat failed');
@@ -283,6 +301,15 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
       await heartbeat();
       heartbeatTimer = setInterval(() => void heartbeat(), cfg.heartbeatIntervalMs).unref();
       if (engine.kind === 'redis') sessionTimer = setInterval(refreshSessions, Math.max(1000, Math.floor(cfg.recoveryWindowMs / 3))).unref();
+      let sweeping = false;
+      sweepTimer = setInterval(() => {
+        if (sweeping || !engine.available()) return;
+        sweeping = true;
+        presence
+          .sweep()
+          .catch((e) => logger.debug({ err: (e as Error).message }, 'presence sweep failed'))
+          .finally(() => (sweeping = false));
+      }, Math.max(50, Math.min(500, Math.floor(cfg.presenceGraceMs / 4) || 50))).unref();
       logger.info({ port, metricsPort, engine: engine.kind, auth: cfg.authMode }, 'gateway listening');
       return { port, metricsPort };
     },
@@ -297,15 +324,14 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
       // close: clients reconnect by themselves and recover their session on another pod).
       httpServer.close();
       refreshSessions();
-      for (const nsp of io._nsps.values()) {
-        for (const s of nsp.sockets.values()) (s.client as unknown as { conn: { close(): void } }).conn.close();
-      }
+      closeAll();
       while (Date.now() < deadline && (connectionCount > 0 || inflight.size > 0)) await sleep(50);
       await Promise.race([Promise.allSettled([...inflight]), sleep(Math.max(0, deadline - Date.now()))]);
       // Memberships no other pod took over within the drain time are removed and announced.
       if (engine.kind === 'redis') {
         try {
           await reapPod(engine, io, cfg.podName, { waitUntil: deadline, logger, metrics });
+          await presence.reapPod(cfg.podName, Date.now() + cfg.presenceGraceMs);
           await engine.store.removePod(cfg.podName);
         } catch (e) {
           logger.warn({ err: (e as Error).message }, 'could not clean up memberships at shutdown; the reaper will');
@@ -313,6 +339,7 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
       }
       clearInterval(heartbeatTimer);
       clearInterval(sessionTimer);
+      clearInterval(sweepTimer);
       io.close();
       await new Promise<void>((r) => metricsHttp.close(() => r()));
       await engine.close();

@@ -7,6 +7,7 @@ import { createEngine } from '../core/engine';
 import type { Logger } from '../core/logger';
 import { createMetrics, Metrics } from '../core/metrics';
 import { reapPod } from '../core/reaper';
+import { Presence } from '../core/presence';
 
 export interface Worker {
   io: Server;
@@ -29,26 +30,56 @@ export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = cre
   engine.attach(io);
   io.of('/');
   answerAsNonGateway(io, logger);
+  const presence = new Presence(engine.presence, io, { pod: cfg.podName, graceMs: cfg.presenceGraceMs, logger, metrics });
   let draining = false;
   let started = false;
   let reaping: Promise<number> | undefined;
   const ready = () => started && !draining && engine.available();
 
+  /**
+   * One reaper pass: a gateway silent for 3 heartbeat intervals is marked reaped (so it cannot
+   * come back with stale sockets), its room memberships and sockets are removed, then its entry.
+   * Every step is idempotent: a reaper killed half-way is finished by the next pass, here or on
+   * another worker, and the transitions are announced once because the scripts decide them once.
+   */
   const reapOnce = async (): Promise<number> => {
     if (!engine.available()) return 0;
     const pods = await engine.store.pods();
     const now = Date.now();
+    const silentFor = cfg.heartbeatIntervalMs * 3;
     let oldest = 0;
     let n = 0;
     for (const p of pods) {
       const age = now - p.lastHeartbeat;
-      if (age > cfg.heartbeatIntervalMs * 3) {
-        n += await reapPod(engine, io, p.id, { logger, metrics });
-        await engine.store.removePod(p.id);
-      } else oldest = Math.max(oldest, age);
+      const lastHeartbeat = age > silentFor || (p as { reaped?: boolean }).reaped ? await engine.store.markReaped(p.id, now - silentFor) : null;
+      if (lastHeartbeat === null) {
+        oldest = Math.max(oldest, age);
+        continue;
+      }
+      // Offline is due a grace period after the moment the pod was known dead.
+      const deadline = Math.max(now, lastHeartbeat + silentFor + cfg.presenceGraceMs);
+      n += await reapPod(engine, io, p.id, { logger, metrics });
+      n += await presence.reapPod(p.id, deadline);
+      await engine.store.forgetPod(p.id);
+      logger.info({ pod: p.id, lastHeartbeat }, 'reaped a silent gateway pod');
     }
     metrics.heartbeatAge.set(oldest / 1000);
     return n;
+  };
+
+  let sweeping = false;
+  const sweep = async () => {
+    if (sweeping || !engine.available()) return;
+    sweeping = true;
+    try {
+      await presence.sweep();
+      const counts = await engine.presence.onlineCounts();
+      metrics.onlineUsers.set([...counts.values()].reduce((a, b) => a + b, 0));
+    } catch (e) {
+      logger.debug({ err: (e as Error).message }, 'presence sweep failed');
+    } finally {
+      sweeping = false;
+    }
   };
 
   const serve = (req: http.IncomingMessage, res: http.ServerResponse, withMetrics: boolean) => {
@@ -72,6 +103,7 @@ export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = cre
   const httpServer = http.createServer((req, res) => serve(req, res, false));
   const metricsHttp = http.createServer((req, res) => serve(req, res, true));
   let timer: NodeJS.Timeout | undefined;
+  let sweepTimer: NodeJS.Timeout | undefined;
   const listen = (s: http.Server, port: number) =>
     new Promise<number>((resolve, reject) => {
       s.once('error', reject);
@@ -96,13 +128,15 @@ export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = cre
             return 0;
           })
           .finally(() => (reaping = undefined));
-      }, cfg.heartbeatIntervalMs).unref();
+      }, Math.max(100, Math.min(1000, Math.floor(cfg.heartbeatIntervalMs / 2)))).unref();
+      sweepTimer = setInterval(() => void sweep(), Math.max(50, Math.min(500, Math.floor(cfg.presenceGraceMs / 4) || 50))).unref();
       logger.info({ port, metricsPort }, 'worker listening');
       return { port, metricsPort };
     },
     async stop() {
       draining = true;
       clearInterval(timer);
+      clearInterval(sweepTimer);
       httpServer.close();
       await Promise.race([reaping, new Promise((r) => setTimeout(r, cfg.drainTimeoutMs))]);
       io.close();

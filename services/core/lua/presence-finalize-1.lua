@@ -1,0 +1,23 @@
+--[[
+  Decides a pending offline once its grace period is over. Runs on any pod or worker; only one
+  caller ever gets the transition.
+  KEYS[1] presence hash of (namespace, user)
+  ARGV[1] now (ms)
+  Returns { code, version, lastSeen }: code 1 = became offline (announce it),
+  0 = nothing to do (a socket is back, or already offline: drop from the due set),
+  -1 = not due yet (keep it on the due set)
+]]
+local fields = redis.call('HKEYS', KEYS[1])
+for _, f in ipairs(fields) do
+  if string.sub(f, 1, 2) == 's:' then
+    redis.call('HDEL', KEYS[1], 'pending')
+    return { 0, 0, false }
+  end
+end
+if redis.call('HGET', KEYS[1], 'status') ~= 'online' then return { 0, 0, false } end
+local pending = tonumber(redis.call('HGET', KEYS[1], 'pending') or '0')
+if pending > tonumber(ARGV[1]) then return { -1, 0, false } end
+local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('HSET', KEYS[1], 'status', 'offline')
+redis.call('HDEL', KEYS[1], 'pending')
+return { 1, v, redis.call('HGET', KEYS[1], 'lastSeen') }
