@@ -10,6 +10,8 @@ import { createRedis, defineScripts, RedisClient, waitReady } from './redis';
 import { RedisStore } from './redis-store';
 import type { Store } from './store';
 import { MemoryPresence, PresenceStore, RedisPresence } from './presence';
+import { InboxStore, MemoryInbox, RedisInbox } from './inbox';
+import { DirectOutbox, Outbox, RedisOutbox } from './publish';
 
 /** Packets whose adapter publish (XADD) failed: `broadcast()` turns them into `unavailable`. */
 const failedPackets = new WeakSet<object>();
@@ -23,6 +25,9 @@ export interface Engine {
   keys: Keys;
   store: Store;
   presence: PresenceStore;
+  inbox: InboxStore;
+  /** Where accepted backend publishes go (Redis outbox, or direct delivery on a single node). */
+  outbox(io: Server): Outbox;
   /** Redis command client (fail-fast) when clustered. */
   redis?: RedisClient;
   /** Installs the adapter on a Socket.IO server. */
@@ -39,13 +44,17 @@ export interface Engine {
 /** Creates the engine for the configuration. */
 export function createEngine(cfg: Config, logger: Logger, metrics: Metrics): Engine {
   const keys = new Keys(cfg.keyPrefix);
+  const inboxOpts = { maxLen: cfg.inboxMaxLen, maxAgeMs: cfg.inboxMaxAgeMs, dedupWindowMs: cfg.idempotencyWindowMs };
   if (!cfg.redisUrl) {
     const store = new MemoryStore();
+    const inbox = new MemoryInbox(inboxOpts);
     return {
       kind: 'memory',
       keys,
       store,
       presence: new MemoryPresence(),
+      inbox,
+      outbox: (io) => new DirectOutbox(io, inbox, metrics, cfg.idempotencyWindowMs),
       attach() {
         /* the default in-memory adapter (session-aware when recovery is on) */
       },
@@ -71,6 +80,8 @@ export function createEngine(cfg: Config, logger: Logger, metrics: Metrics): Eng
     keys,
     store,
     presence: new RedisPresence(redis, keys),
+    inbox: new RedisInbox(redis, keys, inboxOpts),
+    outbox: () => new RedisOutbox(redis, keys, cfg.idempotencyWindowMs),
     redis,
     attach(io: Server) {
       const factory = createAdapter(adapterRedis, {

@@ -4,6 +4,8 @@ export const ROOM_ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
 export const USER_ID_RE = /^[A-Za-z0-9_.:@-]{1,128}$/;
 export const RESERVED_ROOM_PREFIXES = ['user:', 'presence:', '_'];
 const NSP_RE = /^\/[A-Za-z0-9_.-]{0,128}$/;
+/** Publish ids (idempotency keys) from backends. */
+export const PUBLISH_ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
 
 /** True for a syntactically valid room id (reserved or not). */
 export function isValidRoomId(id: unknown): id is string {
@@ -75,6 +77,36 @@ export class Keys {
   podSockets(pod: string): string {
     assert(/^[A-Za-z0-9_.-]{1,253}$/.test(pod), 'pod name', pod);
     return `${this.prefix}:pod:{${pod}}:sockets`;
+  }
+  /** Inbox of one user in one namespace: the stream, its acknowledged position, de-duplication keys. */
+  inbox(nsp: string, userId: string): { stream: string; acked: string; dedup: (publishId: string) => string } {
+    assert(NSP_RE.test(nsp), 'namespace', nsp);
+    assert(USER_ID_RE.test(userId), 'user id', userId);
+    const base = `${this.prefix}:inbox:{${nsp}|${userId}}`;
+    return {
+      stream: base,
+      acked: `${base}:acked`,
+      dedup: (publishId: string) => {
+        assert(PUBLISH_ID_RE.test(publishId), 'publish id', publishId);
+        return `${base}:pub:${publishId}`;
+      },
+    };
+  }
+  /** Pattern matching every inbox stream (retention sweeps). */
+  inboxPattern(): string {
+    return `${this.prefix}:inbox:{*}`;
+  }
+  /** The outbox stream, its idempotency keys and its dead-letter stream share one hash tag. */
+  outbox(): { stream: string; dead: string; idem: (publishId: string) => string } {
+    const base = `${this.prefix}:{outbox}`;
+    return {
+      stream: base,
+      dead: `${base}:dead`,
+      idem: (publishId: string) => {
+        assert(PUBLISH_ID_RE.test(publishId), 'publish id', publishId);
+        return `${base}:idem:${publishId}`;
+      },
+    };
   }
   /** Which rooms a pod's sockets are in (for the reaper): field "nsp\nroom\nsid". */
   podRooms(pod: string): string {

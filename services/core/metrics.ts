@@ -41,6 +41,18 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
     presenceTransitions: new Counter({ name: `${NS}_presence_transitions_total`, help: 'Presence transitions announced, by kind', labelNames: ['kind'] as const, registers: r }),
     reapedSockets: new Counter({ name: `${NS}_presence_reaped_sockets_total`, help: 'Sockets removed because their pod stopped heartbeating', registers: r }),
     onlineUsers: new Gauge({ name: `${NS}_presence_online_users`, help: 'Users with at least one connected socket (all pods)', registers: r }),
+    deliveries: new Counter({ name: `${NS}_outbox_deliveries_total`, help: 'Backend publishes delivered, by target kind (all, rooms, user)', labelNames: ['target'] as const, registers: r }),
+    deliveryFailures: new Counter({ name: `${NS}_outbox_delivery_failures_total`, help: 'Outbox delivery attempts that failed (retried later)', registers: r }),
+    deadLetters: new Counter({ name: `${NS}_outbox_dead_letters_total`, help: 'Outbox entries moved to the dead-letter stream', registers: r }),
+    outboxLength: new Gauge({ name: `${NS}_outbox_length`, help: 'Entries in the outbox stream (undelivered or in flight)', registers: r }),
+    outboxLag: new Gauge({ name: `${NS}_outbox_lag`, help: 'Entries not yet read by the consumer group', registers: r }),
+    outboxPending: new Gauge({ name: `${NS}_outbox_pending`, help: 'Entries read but not yet acknowledged', registers: r }),
+    outboxOldestPendingAge: new Gauge({ name: `${NS}_outbox_oldest_pending_age_seconds`, help: 'Age of the oldest unacknowledged entry', registers: r }),
+    deadLetterLength: new Gauge({ name: `${NS}_outbox_dead_letter_length`, help: 'Entries in the dead-letter stream', registers: r }),
+    inboxAppends: new Counter({ name: `${NS}_inbox_appends_total`, help: 'Messages appended to inboxes, by kind (direct, publish)', labelNames: ['kind'] as const, registers: r }),
+    inboxReplays: new Counter({ name: `${NS}_inbox_replays_total`, help: 'Inbox replays started on connect', registers: r }),
+    inboxReplayed: new Counter({ name: `${NS}_inbox_replayed_messages_total`, help: 'Messages sent in queued-messages batches', registers: r }),
+    retentionTrims: new Counter({ name: `${NS}_inbox_retention_trimmed_total`, help: 'Inbox messages removed by age retention', registers: r }),
     publishRequests: new Counter({ name: `${NS}_api_publish_requests_total`, help: 'Publish API requests by HTTP status', labelNames: ['status'] as const, registers: r }),
   };
 }

@@ -5,6 +5,7 @@ import type { Keys } from './keys';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 import type { RedisClient } from './redis';
+import type { Cluster, Redis } from 'ioredis';
 
 export type Status = 'online' | 'offline';
 
@@ -126,15 +127,19 @@ export class RedisPresence implements PresenceStore {
     this.check();
     const out = new Map<string, number>();
     const pattern = `${this.keys.prefix}:online:{*}`;
-    let cursor = '0';
-    do {
-      const [next, keys] = await this.r.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
-      cursor = next;
-      for (const k of keys) {
-        const nsp = k.slice(k.indexOf('{') + 1, k.lastIndexOf('}'));
-        out.set(nsp, Number((await this.r.hget(k, '#count')) ?? 0));
-      }
-    } while (cursor !== '0');
+    // SCAN walks one node: on a cluster, walk every master.
+    const nodes = this.r.isCluster ? (this.r as Cluster).nodes('master') : [this.r as Redis];
+    for (const node of nodes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+        cursor = next;
+        for (const k of keys) {
+          const nsp = k.slice(k.indexOf('{') + 1, k.lastIndexOf('}'));
+          out.set(nsp, Number((await this.r.hget(k, '#count')) ?? 0));
+        }
+      } while (cursor !== '0');
+    }
     return out;
   }
 }

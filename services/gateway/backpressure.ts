@@ -14,6 +14,23 @@ interface PatchedClient {
   __rtgBounded?: boolean;
 }
 
+const buffered = new WeakMap<object, () => number>();
+
+/** Bytes buffered for the socket's connection right now (0 when unknown). */
+export function bufferedBytes(socket: Socket): number {
+  return buffered.get(socket.client)?.() ?? 0;
+}
+
+/** Resolves once the socket's buffer is below `bytes` (or it disconnected, or `timeoutMs` passed): paces bulk sends. */
+export async function waitBelow(socket: Socket, bytes: number, timeoutMs = 30000): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  while (socket.connected && bufferedBytes(socket) > bytes) {
+    if (Date.now() > end) return false;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return socket.connected;
+}
+
 function packetBytes(p: unknown): number {
   if (typeof p === 'string') return Buffer.byteLength(p);
   if (p && typeof (p as { byteLength?: number }).byteLength === 'number') return (p as { byteLength: number }).byteLength;
@@ -36,6 +53,7 @@ export function boundOutboundBuffer(socket: Socket, soft: number, hard: number, 
   conn.on('flush', () => {
     queued = 0;
   });
+  buffered.set(client, () => queued + (conn.transport.name === 'websocket' ? conn.transport.socket?.bufferedAmount ?? 0 : 0));
   const write = client.writeToEngine.bind(client);
   client.writeToEngine = (packets, opts) => {
     if (cut) return;
@@ -66,6 +84,8 @@ export function boundOutboundBuffer(socket: Socket, soft: number, hard: number, 
     }
     queued += size;
     metrics.packetsSent.inc(list.length);
-    write(packets, opts);
+    // The volatile decision is made above (counted); Socket.IO would otherwise silently drop a
+    // volatile packet whenever the websocket is busy with the previous write, even far below `soft`.
+    write(packets, opts?.volatile ? { ...opts, volatile: false } : opts);
   };
 }

@@ -18,6 +18,8 @@ import { announceLeave, clientRooms, recordJoin, registerRoomEvents } from './ro
 import { reapPod } from '../core/reaper';
 import { Presence } from '../core/presence';
 import { presenceEvents } from './presence-events';
+import { inboxEvents } from './inbox-events';
+import { publishRoute } from '../core/publish';
 
 /** Client events of `/` and workspace namespaces. */
 export const ROOM_EVENTS = new Set(['join-room', 'leave-room', 'message', 'get-room-members']);
@@ -40,7 +42,7 @@ export interface Gateway {
 
 /** Wires a gateway: HTTP + Socket.IO, auth, namespaces, events, backpressure, heartbeats, shutdown. */
 export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = createMetrics(), extraPlugins: SocketPlugin[] = []): Gateway {
-  const plugins = [presenceEvents, ...extraPlugins];
+  const plugins = [presenceEvents, inboxEvents, ...extraPlugins];
   const engine: Engine = createEngine(cfg, logger, metrics);
   const httpServer = http.createServer();
   const io = new Server(httpServer, {
@@ -224,7 +226,8 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
     return false;
   };
 
-  const routes: Array<(req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>> = [health];
+  const outbox = engine.outbox(io);
+  const routes: Array<(req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>> = [health, publishRoute(cfg, outbox, metrics, logger)];
   httpServer.on('request', async (req, res) => {
     if ((req.url ?? '').startsWith('/socket.io/')) return; // Socket.IO answers these
     try {
@@ -254,6 +257,7 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
   let heartbeatTimer: NodeJS.Timeout | undefined;
   let sessionTimer: NodeJS.Timeout | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
+  let trimTimer: NodeJS.Timeout | undefined;
   let registered = false;
   const closeAll = () => {
     for (const nsp of io._nsps.values()) for (const s of nsp.sockets.values()) (s.client as unknown as { conn: { close(): void } }).conn.close();
@@ -310,6 +314,8 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
           .catch((e) => logger.debug({ err: (e as Error).message }, 'presence sweep failed'))
           .finally(() => (sweeping = false));
       }, Math.max(50, Math.min(500, Math.floor(cfg.presenceGraceMs / 4) || 50))).unref();
+      // On a single node nobody else enforces inbox retention by age (the worker does on Redis).
+      if (engine.kind === 'memory') trimTimer = setInterval(() => void engine.inbox.trimByAge(Date.now()).then((n) => n && metrics.retentionTrims.inc(n)), Math.max(1000, Math.min(60000, Math.floor(cfg.inboxMaxAgeMs / 10)))).unref();
       logger.info({ port, metricsPort, engine: engine.kind, auth: cfg.authMode }, 'gateway listening');
       return { port, metricsPort };
     },
@@ -340,6 +346,7 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
       clearInterval(heartbeatTimer);
       clearInterval(sessionTimer);
       clearInterval(sweepTimer);
+      clearInterval(trimTimer);
       io.close();
       await new Promise<void>((r) => metricsHttp.close(() => r()));
       await engine.close();

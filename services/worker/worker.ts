@@ -8,6 +8,9 @@ import type { Logger } from '../core/logger';
 import { createMetrics, Metrics } from '../core/metrics';
 import { reapPod } from '../core/reaper';
 import { Presence } from '../core/presence';
+import { publishRoute } from '../core/publish';
+import { createRedis } from '../core/redis';
+import { OutboxConsumer } from './outbox-consumer';
 
 export interface Worker {
   io: Server;
@@ -31,6 +34,9 @@ export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = cre
   io.of('/');
   answerAsNonGateway(io, logger);
   const presence = new Presence(engine.presence, io, { pod: cfg.podName, graceMs: cfg.presenceGraceMs, logger, metrics });
+  const reader = createRedis(cfg.redisUrl, { cluster: cfg.redisCluster, role: 'outbox-reader', failFast: true, logger, metrics });
+  const consumer = new OutboxConsumer(engine.redis!, reader, io, engine.inbox, engine.keys, cfg, logger, metrics);
+  const publish = publishRoute(cfg, engine.outbox(io), metrics, logger);
   let draining = false;
   let started = false;
   let reaping: Promise<number> | undefined;
@@ -82,8 +88,9 @@ export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = cre
     }
   };
 
-  const serve = (req: http.IncomingMessage, res: http.ServerResponse, withMetrics: boolean) => {
+  const serve = async (req: http.IncomingMessage, res: http.ServerResponse, withMetrics: boolean) => {
     const url = (req.url ?? '/').split('?')[0];
+    if (!withMetrics && (await publish(req, res))) return;
     if (url === '/healthz') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
     if (url === '/readyz') {
       const ok = ready();
@@ -100,8 +107,10 @@ export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = cre
     }
     res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'not_found', message: 'no such route' } }));
   };
-  const httpServer = http.createServer((req, res) => serve(req, res, false));
-  const metricsHttp = http.createServer((req, res) => serve(req, res, true));
+  const httpServer = http.createServer((req, res) => void serve(req, res, false).catch(() => res.writeHead(500).end()));
+  const metricsHttp = http.createServer((req, res) => void serve(req, res, true).catch(() => res.writeHead(500).end()));
+  let gaugeTimer: NodeJS.Timeout | undefined;
+  let trimTimer: NodeJS.Timeout | undefined;
   let timer: NodeJS.Timeout | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
   const listen = (s: http.Server, port: number) =>
@@ -130,15 +139,32 @@ export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = cre
           .finally(() => (reaping = undefined));
       }, Math.max(100, Math.min(1000, Math.floor(cfg.heartbeatIntervalMs / 2)))).unref();
       sweepTimer = setInterval(() => void sweep(), Math.max(50, Math.min(500, Math.floor(cfg.presenceGraceMs / 4) || 50))).unref();
+      consumer.start();
+      gaugeTimer = setInterval(() => {
+        if (engine.available()) consumer.collect().catch((e) => logger.debug({ err: (e as Error).message }, 'queue gauges failed'));
+      }, 2000).unref();
+      trimTimer = setInterval(() => {
+        if (!engine.available()) return;
+        engine.inbox
+          .trimByAge(Date.now())
+          .then((n) => n && metrics.retentionTrims.inc(n))
+          .catch((e) => logger.warn({ err: (e as Error).message }, 'inbox retention pass failed'));
+      }, Math.max(1000, Math.min(60000, Math.floor(cfg.inboxMaxAgeMs / 10)))).unref();
       logger.info({ port, metricsPort }, 'worker listening');
       return { port, metricsPort };
     },
     async stop() {
       draining = true;
+      // Order: stop taking publishes, stop reading the outbox, finish in-flight deliveries and
+      // the reaper pass (bounded by DRAIN_TIMEOUT_MS), then close the adapter and Redis.
+      httpServer.close();
       clearInterval(timer);
       clearInterval(sweepTimer);
-      httpServer.close();
+      clearInterval(gaugeTimer);
+      clearInterval(trimTimer);
+      await consumer.stop(cfg.drainTimeoutMs);
       await Promise.race([reaping, new Promise((r) => setTimeout(r, cfg.drainTimeoutMs))]);
+      reader.disconnect();
       io.close();
       await new Promise<void>((r) => metricsHttp.close(() => r()));
       await engine.close();

@@ -1,0 +1,74 @@
+import type { Socket } from 'socket.io';
+import type { Principal } from '../core/auth';
+import { broadcast } from '../core/engine';
+import { GatewayError } from '../core/errors';
+import { clientView, InboxMessage } from '../core/inbox';
+import { userRoom } from '../core/keys';
+import { directMessageSchema, inboxAckSchema, payloadBytes, streamIdSchema } from '../core/schemas';
+import { waitBelow } from './backpressure';
+import type { GatewayContext } from './context';
+import { handle, parse } from './events';
+import type { SocketPlugin } from './server';
+
+const BATCH = 100;
+
+/** Sends every inbox message after the client's position as `queued-messages` batches, oldest first, paced by the socket's buffer. */
+export async function replayInbox(ctx: GatewayContext, socket: Socket): Promise<number> {
+  const p = socket.data.principal as Principal;
+  const since = (socket.handshake.auth as Record<string, unknown> | undefined)?.inboxSince;
+  const inbox = ctx.engine.inbox;
+  const nsp = socket.nsp.name;
+  let after = typeof since === 'string' && streamIdSchema.safeParse(since).success ? since : ((await inbox.position(nsp, p.userId)) ?? '0-0');
+  ctx.metrics.inboxReplays.inc();
+  let sent = 0;
+  for (;;) {
+    const rows = await inbox.range(nsp, p.userId, after, BATCH + 1);
+    const batch = rows.slice(0, BATCH);
+    const more = rows.length > BATCH;
+    if (!socket.connected) return sent;
+    // Through the adapter, awaited: once it resolves the batch sits in the socket's buffer, so
+    // the pacing below sees it (a plain emit with recovery on is an asynchronous publish too).
+    await broadcast(socket.nsp, { rooms: [socket.id] }, 'queued-messages', { messages: batch.map((r) => clientView(r.id, r.message)), more });
+    sent += batch.length;
+    ctx.metrics.inboxReplayed.inc(batch.length);
+    if (!more) return sent;
+    after = batch[batch.length - 1].id;
+    // Never push a replay past the slow-consumer mark: wait for the client to read.
+    if (!(await waitBelow(socket, ctx.cfg.outboundSoftBytes / 2))) return sent;
+  }
+}
+
+/** `direct-message` and `inbox:ack`, and the inbox replay on connect (PROTOCOL.md, Direct messages). */
+export const inboxEvents: SocketPlugin = {
+  events: ['direct-message', 'inbox:ack'],
+  register(ctx: GatewayContext, socket: Socket) {
+    const p = socket.data.principal as Principal;
+    const on = (event: string, fn: (...a: unknown[]) => Promise<object>) => handle(socket, event, ctx.metrics, ctx.logger, fn);
+    on('direct-message', async (raw) => {
+      const m = parse(directMessageSchema, raw);
+      if (payloadBytes(m.text, m.data) > ctx.cfg.maxMessageBytes) throw new GatewayError('too_large', `text + data exceed ${ctx.cfg.maxMessageBytes} bytes`);
+      ctx.requireAvailable();
+      const message: InboxMessage = { kind: 'direct', from: p.userId, text: m.text, data: m.data, timestamp: Date.now() };
+      // Durable first: the sender's ack means the message survives the loss of any pod.
+      const { id } = await ctx.engine.inbox.append(socket.nsp.name, m.toUserId, message);
+      ctx.metrics.inboxAppends.inc({ kind: 'direct' });
+      ctx.metrics.messagesPublished.inc({ kind: 'direct' });
+      // Live delivery is best effort: a recipient who misses it gets it from the inbox on connect.
+      await broadcast(socket.nsp, { rooms: [userRoom(m.toUserId)] }, 'direct-message', clientView(id, message)).catch((e) =>
+        ctx.logger.debug({ err: (e as Error).message }, 'live delivery of a direct message failed; the inbox keeps it'),
+      );
+      return { id, timestamp: message.timestamp };
+    });
+    on('inbox:ack', async (raw) => {
+      const { upTo } = parse(inboxAckSchema, raw);
+      ctx.requireAvailable();
+      return { upTo: await ctx.engine.inbox.ack(socket.nsp.name, p.userId, upTo) };
+    });
+  },
+  onConnect(ctx: GatewayContext, socket: Socket) {
+    replayInbox(ctx, socket).catch((e) => {
+      ctx.metrics.redisErrors.inc({ op: 'inbox_replay' });
+      ctx.logger.debug({ err: (e as Error).message, sid: socket.id }, 'inbox replay failed; the client gets it on its next connect');
+    });
+  },
+};
