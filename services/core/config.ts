@@ -122,6 +122,8 @@ export const settings = {
   presenceGraceMs: { env: 'PRESENCE_GRACE_MS', def: 5000, parse: int(0), services: GW, doc: 'Time without sockets before a user is declared offline' } as Setting<number>,
   shutdownDelayMs: { env: 'SHUTDOWN_DELAY_MS', def: 3000, parse: int(0), services: GW, doc: 'After SIGTERM, time with `/readyz` failing before sockets are moved (lets the ingress notice)' } as Setting<number>,
   drainTimeoutMs: { env: 'DRAIN_TIMEOUT_MS', def: 10000, parse: int(0), services: GW, doc: 'Upper bound for finishing in-flight work after sockets are told to reconnect' } as Setting<number>,
+  devLogin: { env: 'DEV_LOGIN', def: false, parse: bool, services: G, doc: 'Development only: `POST /dev/token {"userId"}` signs a 24 h token with JWT_SECRET so the demo page can log in by name (never enable in production)' } as Setting<boolean>,
+  demoPage: { env: 'DEMO_PAGE', def: true, parse: bool, services: G, doc: 'Serve the demo page at `/`' } as Setting<boolean>,
   apiKeys: { env: 'API_KEYS', def: [], defDoc: '(none: publish API off)', parse: list, services: GW, doc: 'Comma-separated API keys accepted by `POST /api/v1/publish`' } as Setting<string[]>,
   inboxMaxLen: { env: 'INBOX_MAX_LEN', def: 1000, parse: int(1), services: GW, doc: 'Messages kept per user inbox (oldest trimmed)' } as Setting<number>,
   inboxMaxAgeMs: { env: 'INBOX_MAX_AGE_MS', def: 7 * 24 * 3600 * 1000, parse: int(1000), services: GW, doc: 'Age after which inbox messages are trimmed' } as Setting<number>,
@@ -166,6 +168,7 @@ function crossCheck(cfg: Config, service: 'gateway' | 'worker'): string[] {
     if (cfg.jwtSecret && Buffer.byteLength(cfg.jwtSecret) < 32) p.push('JWT_SECRET must be at least 32 bytes long');
     if (cfg.jwtJwksUrl && !/^https?:\/\//.test(cfg.jwtJwksUrl)) p.push(`JWT_JWKS_URL must be an http(s) URL, got "${cfg.jwtJwksUrl}"`);
   }
+  if (service === 'gateway' && cfg.devLogin && !(cfg.authMode === 'insecure' || cfg.jwtSecret)) p.push('DEV_LOGIN=true needs JWT_SECRET (or AUTH_MODE=insecure)');
   if (cfg.outboundSoftBytes > cfg.outboundMaxBytes) p.push('OUTBOUND_BUFFER_SOFT_BYTES must not exceed OUTBOUND_BUFFER_MAX_BYTES');
   if (cfg.redisCluster && !cfg.redisUrl) p.push('REDIS_CLUSTER=true needs REDIS_URL');
   if (cfg.metricsPort !== 0 && cfg.metricsPort === cfg.port) p.push('METRICS_PORT must differ from PORT');

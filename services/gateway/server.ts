@@ -20,6 +20,7 @@ import { Presence } from '../core/presence';
 import { presenceEvents } from './presence-events';
 import { inboxEvents } from './inbox-events';
 import { publishRoute } from '../core/publish';
+import { demoRoutes } from './demo';
 
 /** Client events of `/` and workspace namespaces. */
 export const ROOM_EVENTS = new Set(['join-room', 'leave-room', 'message', 'get-room-members']);
@@ -227,7 +228,7 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
   };
 
   const outbox = engine.outbox(io);
-  const routes: Array<(req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>> = [health, publishRoute(cfg, outbox, metrics, logger)];
+  const routes: Array<(req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>> = [health, publishRoute(cfg, outbox, metrics, logger), demoRoutes(cfg)];
   httpServer.on('request', async (req, res) => {
     if ((req.url ?? '').startsWith('/socket.io/')) return; // Socket.IO answers these
     try {

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# The local cluster: Redis (AOF), N gateways, M workers and HAProxy with cookie stickiness
+# (the local stand-in for ingress-nginx cookie affinity), all in the background.
+#   scripts/local-cluster.sh up|down|status|token <user> [roles]
+# Everything is overridable through the environment (see the defaults below); RUN_DIR holds
+# pids, logs, generated secrets and configs (git-ignored).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN_DIR="${RUN_DIR:-$ROOT/.run}"
+LB_HOST="${LB_HOST:-127.0.0.1}"
+LB_PORT="${LB_PORT:-8080}"
+GATEWAYS="${GATEWAYS:-3}"
+WORKERS="${WORKERS:-2}"
+REDIS_PORT="${REDIS_PORT:-6391}"
+GATEWAY_BASE_PORT="${GATEWAY_BASE_PORT:-3001}"
+GATEWAY_METRICS_BASE_PORT="${GATEWAY_METRICS_BASE_PORT:-9101}"
+WORKER_BASE_PORT="${WORKER_BASE_PORT:-3101}"
+WORKER_METRICS_BASE_PORT="${WORKER_METRICS_BASE_PORT:-9201}"
+LB_STICKY="${LB_STICKY:-1}"
+READY_TIMEOUT="${READY_TIMEOUT:-60}"
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+need_tools() {
+  local missing=()
+  command -v node >/dev/null || die "Node.js 20+ is required (https://nodejs.org or your distribution's nodejs package)"
+  local major
+  major="$(node -p 'process.versions.node.split(".")[0]')"
+  [ "$major" -ge 20 ] || die "Node.js 20+ is required, found $(node --version)"
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  command -v haproxy >/dev/null || missing+=(haproxy)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      log "installing ${missing[*]} with apt-get"
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+      log "missing: ${missing[*]}"
+      log "install them with:  sudo apt-get install -y ${missing[*]}"
+      exit 1
+    fi
+  fi
+  [ -f "$ROOT/dist/services/gateway/main.js" ] || die "dist/ is missing: run 'make build' (make up does it for you)"
+}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && { exec 3>&- 3<&-; return 0; }; return 1; }
+
+secrets() {
+  mkdir -p "$RUN_DIR/logs"
+  if [ ! -f "$RUN_DIR/secrets.env" ]; then
+    umask 077
+    {
+      echo "JWT_SECRET=$(node -e 'console.log(require("crypto").randomBytes(32).toString("hex"))')"
+      echo "API_KEY=$(node -e 'console.log("dev-" + require("crypto").randomBytes(16).toString("hex"))')"
+    } >"$RUN_DIR/secrets.env"
+  fi
+  # shellcheck disable=SC1091
+  . "$RUN_DIR/secrets.env"
+}
+
+start_bg() { # name logfile cmd...
+  local name="$1" logfile="$2"
+  shift 2
+  nohup "$@" >>"$logfile" 2>&1 &
+  echo $! >"$RUN_DIR/$name.pid"
+}
+
+wait_ready() { # url name
+  local url="$1" name="$2" i
+  for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  die "$name did not become ready at $url within ${READY_TIMEOUT}s (see $RUN_DIR/logs)"
+}
+
+haproxy_cfg() {
+  local cfg="$RUN_DIR/haproxy.cfg" i
+  {
+    cat <<EOF
+global
+  maxconn 8000
+  log stdout format raw local0 warning
+defaults
+  mode http
+  log global
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  timeout tunnel 1h
+  timeout http-keep-alive 10s
+  option redispatch
+  retries 3
+frontend public
+  bind ${LB_HOST}:${LB_PORT}
+  default_backend gateways
+backend gateways
+  balance roundrobin
+  option httpchk GET /readyz
+  http-check expect status 200
+  default-server inter 500ms fall 2 rise 1
+EOF
+    if [ "$LB_STICKY" = 1 ]; then echo "  cookie RTGSRV insert indirect nocache httponly"; fi
+    for ((i = 1; i <= GATEWAYS; i++)); do
+      if [ "$LB_STICKY" = 1 ]; then
+        echo "  server gw$i 127.0.0.1:$((GATEWAY_BASE_PORT + i - 1)) check cookie gw$i"
+      else
+        echo "  server gw$i 127.0.0.1:$((GATEWAY_BASE_PORT + i - 1)) check"
+      fi
+    done
+  } >"$cfg"
+  echo "$cfg"
+}
+
+common_env() {
+  echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT"
+  echo "JWT_SECRET=$JWT_SECRET"
+  echo "API_KEYS=$API_KEY"
+  echo "HOST=127.0.0.1"
+  echo "LOG_LEVEL=${LOG_LEVEL:-info}"
+}
+
+up() {
+  need_tools
+  secrets
+  if [ -f "$RUN_DIR/redis.pid" ] && kill -0 "$(cat "$RUN_DIR/redis.pid")" 2>/dev/null; then
+    die "a local cluster is already running from $RUN_DIR (make down first)"
+  fi
+  local p i
+  for p in "$LB_PORT" "$REDIS_PORT"; do port_busy "$p" && die "port $p is in use (override LB_PORT / REDIS_PORT)"; done
+  mkdir -p "$RUN_DIR/redis"
+  start_bg redis "$RUN_DIR/logs/redis.log" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN_DIR/redis" \
+    --appendonly yes --appendfsync everysec --save ''
+  for ((i = 0; i < 50; i++)); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  local env_lines
+  mapfile -t env_lines < <(common_env)
+  for ((i = 1; i <= GATEWAYS; i++)); do
+    start_bg "gateway-$i" "$RUN_DIR/logs/gateway-$i.log" env "${env_lines[@]}" POD_NAME="gateway-$i" \
+      PORT="$((GATEWAY_BASE_PORT + i - 1))" METRICS_PORT="$((GATEWAY_METRICS_BASE_PORT + i - 1))" \
+      DEV_LOGIN="${DEV_LOGIN:-true}" ${GATEWAY_ENV:-} node "$ROOT/dist/services/gateway/main.js"
+  done
+  for ((i = 1; i <= WORKERS; i++)); do
+    start_bg "worker-$i" "$RUN_DIR/logs/worker-$i.log" env "${env_lines[@]}" POD_NAME="worker-$i" \
+      PORT="$((WORKER_BASE_PORT + i - 1))" METRICS_PORT="$((WORKER_METRICS_BASE_PORT + i - 1))" \
+      ${WORKER_ENV:-} node "$ROOT/dist/services/worker/main.js"
+  done
+  for ((i = 1; i <= GATEWAYS; i++)); do wait_ready "http://127.0.0.1:$((GATEWAY_BASE_PORT + i - 1))/readyz" "gateway-$i"; done
+  for ((i = 1; i <= WORKERS; i++)); do wait_ready "http://127.0.0.1:$((WORKER_METRICS_BASE_PORT + i - 1))/readyz" "worker-$i"; done
+  local cfg
+  cfg="$(haproxy_cfg)"
+  haproxy -c -q -f "$cfg" || die "invalid HAProxy config $cfg"
+  start_bg haproxy "$RUN_DIR/logs/haproxy.log" haproxy -db -f "$cfg"
+  wait_ready "http://$LB_HOST:$LB_PORT/readyz" "haproxy"
+  cat <<EOF
+
+realtime-gateway local cluster is up
+  URL (demo page, Socket.IO, publish API):  http://$LB_HOST:$LB_PORT/
+  gateways: $GATEWAYS (ports $GATEWAY_BASE_PORT..$((GATEWAY_BASE_PORT + GATEWAYS - 1)), metrics $GATEWAY_METRICS_BASE_PORT..)
+  workers:  $WORKERS (ports $WORKER_BASE_PORT.., metrics $WORKER_METRICS_BASE_PORT..)
+  redis:    redis://127.0.0.1:$REDIS_PORT (AOF in $RUN_DIR/redis)
+  token:    make token USER=alice        (a JWT valid for this cluster; ROLES=admin for /admin)
+  API key:  $API_KEY
+            curl -X POST http://$LB_HOST:$LB_PORT/api/v1/publish -H 'Authorization: Bearer $API_KEY' \\
+                 -H 'content-type: application/json' -d '{"room":"lobby","event":"news","data":{"hello":"world"}}'
+  logs:     $RUN_DIR/logs/
+  stop:     make down
+EOF
+}
+
+stop_pid() { # name signal
+  local f="$RUN_DIR/$1.pid" pid i
+  [ -f "$f" ] || return 0
+  pid="$(cat "$f")"
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "-${2:-TERM}" "$pid" 2>/dev/null || true
+    for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+down() {
+  [ -d "$RUN_DIR" ] || { log "nothing is running ($RUN_DIR does not exist)"; return 0; }
+  local f name
+  stop_pid haproxy
+  for f in "$RUN_DIR"/gateway-*.pid "$RUN_DIR"/worker-*.pid; do
+    [ -e "$f" ] || continue
+    name="$(basename "$f" .pid)"
+    stop_pid "$name" TERM &
+  done
+  wait
+  stop_pid redis
+  log "local cluster stopped"
+}
+
+status() {
+  local f pid
+  for f in "$RUN_DIR"/*.pid; do
+    [ -e "$f" ] || { log "nothing is running"; return 0; }
+    pid="$(cat "$f")"
+    if kill -0 "$pid" 2>/dev/null; then echo "$(basename "$f" .pid) running (pid $pid)"; else echo "$(basename "$f" .pid) dead"; fi
+  done
+}
+
+token() {
+  local user="${1:-}" roles="${2:-}"
+  [ -n "$user" ] || die "usage: make token USER=<id> [ROLES=admin]"
+  secrets
+  JWT_SECRET="$JWT_SECRET" node "$ROOT/scripts/dev-token.js" "$user" "$roles"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  token) shift; token "$@" ;;
+  *) die "usage: $0 up|down|status|token <user> [roles]" ;;
+esac

@@ -1,0 +1,46 @@
+import fs from 'fs';
+import type http from 'http';
+import path from 'path';
+import { SignJWT } from 'jose';
+import type { Config } from '../core/config';
+import { isValidUserId } from '../core/keys';
+import { readBody } from '../core/publish';
+
+/** Serves the demo page at `/` and, when DEV_LOGIN is on, `POST /dev/token` for it to log in by name. */
+export function demoRoutes(cfg: Config) {
+  let page: Buffer | undefined;
+  const load = () => (page ??= fs.readFileSync(path.join(__dirname, 'public', 'index.html')));
+  return async (req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> => {
+    const url = (req.url ?? '/').split('?')[0];
+    if (cfg.demoPage && req.method === 'GET' && (url === '/' || url === '/index.html')) {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' }).end(load());
+      return true;
+    }
+    if (url === '/dev/config' && req.method === 'GET') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ devLogin: cfg.devLogin, authMode: cfg.authMode }));
+      return true;
+    }
+    if (url === '/dev/token' && req.method === 'POST') {
+      if (!cfg.devLogin) {
+        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'not_found', message: 'DEV_LOGIN is off' } }));
+        return true;
+      }
+      let userId: unknown;
+      try {
+        userId = (JSON.parse((await readBody(req, 4096)).toString('utf8')) as { userId?: unknown }).userId;
+      } catch {
+        userId = undefined;
+      }
+      if (!isValidUserId(userId)) {
+        res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'bad_request', message: 'userId: 1-128 chars of [A-Za-z0-9_.:@-]' } }));
+        return true;
+      }
+      const token = cfg.jwtSecret
+        ? await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(userId).setIssuedAt().setExpirationTime('24h').sign(new TextEncoder().encode(cfg.jwtSecret))
+        : null;
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, userId }));
+      return true;
+    }
+    return false;
+  };
+}
