@@ -9,12 +9,17 @@ import type { Metrics } from './metrics';
 import { createRedis, defineScripts, RedisClient, waitReady } from './redis';
 import { RedisStore } from './redis-store';
 import type { Store } from './store';
+import { contextFrom, inSpan, origin, SpanKind, traceparentOf } from './telemetry';
 import { MemoryPresence, PresenceStore, RedisPresence } from './presence';
 import { InboxStore, MemoryInbox, RedisInbox } from './inbox';
 import { DirectOutbox, Outbox, RedisOutbox } from './publish';
 
 /** Packets whose adapter publish (XADD) failed: `broadcast()` turns them into `unavailable`. */
 const failedPackets = new WeakSet<object>();
+/** ClusterAdapter message type of a broadcast. */
+const BROADCAST = 3;
+/** Observes end-to-end delivery latency (origin timestamp to socket write on this pod). */
+let observeLatency: ((kind: string, seconds: number) => void) | undefined;
 
 /**
  * The engine: in-memory (single node, no REDIS_URL) or Redis (Streams adapter + Redis store).
@@ -44,6 +49,7 @@ export interface Engine {
 /** Creates the engine for the configuration. */
 export function createEngine(cfg: Config, logger: Logger, metrics: Metrics): Engine {
   const keys = new Keys(cfg.keyPrefix);
+  observeLatency = (kind, seconds) => metrics.deliveryLatency.observe({ kind }, seconds);
   const inboxOpts = { maxLen: cfg.inboxMaxLen, maxAgeMs: cfg.inboxMaxAgeMs, dedupWindowMs: cfg.idempotencyWindowMs };
   if (!cfg.redisUrl) {
     const store = new MemoryStore();
@@ -96,11 +102,34 @@ export function createEngine(cfg: Config, logger: Logger, metrics: Metrics): Eng
       });
       // A regular function: Socket.IO instantiates the adapter with `new`.
       io.adapter(function (this: unknown, nsp: Namespace) {
-        const adapter = factory(nsp) as unknown as { doPublish(m: { data?: { packet?: object } }): Promise<string> };
+        type Msg = { uid?: string; type?: number; data?: { packet?: object; tp?: string; ts?: number; k?: string } };
+        const adapter = factory(nsp) as unknown as { uid: string; doPublish(m: Msg): Promise<string>; onMessage(m: Msg, offset?: string): unknown };
         const publish = adapter.doPublish.bind(adapter);
+        const receive = adapter.onMessage.bind(adapter);
+        // Broadcasts carry their trace context and origin time inside the stream entry, so the
+        // pods that emit them continue the trace and measure end-to-end latency.
+        adapter.onMessage = (m, offset) => {
+          if (m?.type !== BROADCAST || m.uid === adapter.uid || !m.data || (!m.data.tp && !m.data.ts)) return receive(m, offset);
+          const { tp, ts, k } = m.data;
+          return inSpan('adapter emit', { kind: SpanKind.CONSUMER, parent: contextFrom(tp), attributes: { 'messaging.system': 'redis-streams', 'socket.io.namespace': nsp.name } }, async () => {
+            receive(m, offset);
+            if (ts) observeLatency?.(k ?? 'room', Math.max(0, Date.now() - ts) / 1000);
+          });
+        };
         adapter.doPublish = (m) =>
           Promise.resolve()
-            .then(() => publish(m))
+            .then(() => {
+              if (m?.type === BROADCAST && m.data) {
+                const tp = traceparentOf();
+                const o = origin.getStore();
+                if (tp) m.data.tp = tp;
+                if (o) {
+                  m.data.ts = o.ts;
+                  m.data.k = o.kind;
+                }
+              }
+              return publish(m);
+            })
             .catch((e: Error) => {
               metrics.redisErrors.inc({ op: 'adapter_publish' });
               if (m?.data?.packet) failedPackets.add(m.data.packet);
@@ -148,4 +177,6 @@ export async function broadcast(nsp: Namespace, target: Target, event: string, .
     flags,
   });
   if (failedPackets.has(packet)) throw new UnavailableError('the message could not be published (Redis unavailable)');
+  const o = origin.getStore();
+  if (o) observeLatency?.(o.kind, Math.max(0, Date.now() - o.ts) / 1000);
 }

@@ -10,6 +10,7 @@ import { isReservedRoom, Keys, PUBLISH_ID_RE, userRoom } from './keys';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 import type { RedisClient } from './redis';
+import { contextFrom, inSpan, SpanKind, traceparentOf } from './telemetry';
 import { eventNameSchema, payloadBytes, roomIdSchema, userIdSchema, zodMessage } from './schemas';
 
 /** A validated backend publish (PROTOCOL.md, Backend publish API). */
@@ -185,47 +186,55 @@ export function readBody(req: http.IncomingMessage, limit: number): Promise<Buff
 }
 
 /** `POST /api/v1/publish` (gateway and worker): returns true when it handled the request. */
-export function publishRoute(cfg: Config, outbox: Outbox, metrics: Metrics, logger: Logger, hooks: { onAccepted?: (p: Publish) => void; traceparent?: () => string | undefined } = {}) {
+export function publishRoute(cfg: Config, outbox: Outbox, metrics: Metrics, logger: Logger) {
   const limit = Math.max(cfg.maxMessageBytes + 4096, 8192);
   return async (req: http.IncomingMessage, res: http.ServerResponse): Promise<boolean> => {
     const url = (req.url ?? '').split('?')[0];
     if (url !== '/api/v1/publish') return false;
-    const reply = (status: number, body: unknown) => {
-      metrics.publishRequests.inc({ status: String(status) });
-      send(res, status, body);
-    };
-    if (req.method !== 'POST') {
-      res.setHeader('allow', 'POST');
-      reply(405, { error: { code: 'bad_request', message: 'use POST' } });
-      return true;
-    }
-    if (!cfg.apiKeys.length || !checkApiKey(req.headers.authorization, cfg.apiKeys)) {
-      req.resume();
-      reply(401, { error: { code: 'unauthorized', message: cfg.apiKeys.length ? 'missing or invalid API key (Authorization: Bearer <key>)' : 'the publish API is off: set API_KEYS' } });
-      return true;
-    }
-    try {
-      const raw = await readBody(req, limit);
-      let body: unknown;
-      try {
-        body = JSON.parse(raw.toString('utf8'));
-      } catch {
-        throw new GatewayError('bad_request', 'body is not valid JSON');
-      }
-      if (!body || typeof body !== 'object' || Array.isArray(body)) throw new GatewayError('bad_request', 'body must be a JSON object');
-      const p = validatePublish(body, cfg);
-      p.traceparent = hooks.traceparent?.();
-      const { id, duplicate } = await outbox.publish(p);
-      if (!duplicate) hooks.onAccepted?.(p);
-      reply(202, { id });
-    } catch (e) {
-      if (e instanceof GatewayError) reply(httpStatus(e.code), { error: { code: e.code, message: e.message } });
-      else {
-        const down = /connect|closed|writeable|ECONN|timed out/i.test((e as Error).message ?? '');
-        if (!down) logger.error({ err: (e as Error).message }, 'publish failed');
-        reply(down ? 503 : 500, { error: { code: down ? 'unavailable' : 'internal', message: down ? 'Redis is unavailable, retry later' : 'internal error' } });
-      }
-    }
+    // A backend's own trace (traceparent header) continues through the outbox to the sockets.
+    const parent = contextFrom(typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined);
+    await inSpan('POST /api/v1/publish', { kind: SpanKind.SERVER, parent, attributes: { 'http.request.method': req.method ?? '', 'url.path': url } }, async (span) => {
+      await handlePublish(req, res, cfg, outbox, metrics, logger, limit);
+      span.setAttribute('http.response.status_code', res.statusCode);
+    });
     return true;
   };
+}
+
+async function handlePublish(req: http.IncomingMessage, res: http.ServerResponse, cfg: Config, outbox: Outbox, metrics: Metrics, logger: Logger, limit: number): Promise<void> {
+  const reply = (status: number, body: unknown) => {
+    metrics.publishRequests.inc({ status: String(status) });
+    send(res, status, body);
+  };
+  if (req.method !== 'POST') {
+    res.setHeader('allow', 'POST');
+    reply(405, { error: { code: 'bad_request', message: 'use POST' } });
+    return;
+  }
+  if (!cfg.apiKeys.length || !checkApiKey(req.headers.authorization, cfg.apiKeys)) {
+    req.resume();
+    reply(401, { error: { code: 'unauthorized', message: cfg.apiKeys.length ? 'missing or invalid API key (Authorization: Bearer <key>)' : 'the publish API is off: set API_KEYS' } });
+    return;
+  }
+  try {
+    const raw = await readBody(req, limit);
+    let body: unknown;
+    try {
+      body = JSON.parse(raw.toString('utf8'));
+    } catch {
+      throw new GatewayError('bad_request', 'body is not valid JSON');
+    }
+    if (!body || typeof body !== 'object' || Array.isArray(body)) throw new GatewayError('bad_request', 'body must be a JSON object');
+    const p = validatePublish(body, cfg);
+    p.traceparent = traceparentOf();
+    const { id } = await outbox.publish(p);
+    reply(202, { id });
+  } catch (e) {
+    if (e instanceof GatewayError) reply(httpStatus(e.code), { error: { code: e.code, message: e.message } });
+    else {
+      const down = /connect|closed|writeable|ECONN|timed out/i.test((e as Error).message ?? '');
+      if (!down) logger.error({ err: (e as Error).message }, 'publish failed');
+      reply(down ? 503 : 500, { error: { code: down ? 'unavailable' : 'internal', message: down ? 'Redis is unavailable, retry later' : 'internal error' } });
+    }
+  }
 }

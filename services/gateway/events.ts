@@ -4,6 +4,7 @@ import { errorBody, GatewayError } from '../core/errors';
 import type { Logger } from '../core/logger';
 import type { Metrics } from '../core/metrics';
 import { zodMessage } from '../core/schemas';
+import { inSpan, SpanKind, SpanStatusCode } from '../core/telemetry';
 
 export type Ack = (body: unknown) => void;
 
@@ -35,7 +36,13 @@ export function handle(socket: Socket, event: string, metrics: Metrics, logger: 
       return;
     }
     const end = metrics.eventDuration.startTimer({ event });
-    fn(...args).then(
+    inSpan(`socket.io event ${event}`, { kind: SpanKind.SERVER, attributes: { 'socket.io.event': event, 'socket.io.namespace': socket.nsp.name } }, async (span) => {
+      const result = await fn(...args).catch((e: unknown) => {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: errorBody(e).error.code });
+        throw e;
+      });
+      return result;
+    }).then(
       (result) => {
         end();
         metrics.eventsReceived.inc({ event, outcome: 'ok' });

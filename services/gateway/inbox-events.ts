@@ -8,6 +8,7 @@ import { directMessageSchema, inboxAckSchema, payloadBytes, streamIdSchema } fro
 import { waitBelow } from './backpressure';
 import type { GatewayContext } from './context';
 import { handle, parse } from './events';
+import { origin } from '../core/telemetry';
 import type { SocketPlugin } from './server';
 
 const BATCH = 100;
@@ -54,7 +55,7 @@ export const inboxEvents: SocketPlugin = {
       ctx.metrics.inboxAppends.inc({ kind: 'direct' });
       ctx.metrics.messagesPublished.inc({ kind: 'direct' });
       // Live delivery is best effort: a recipient who misses it gets it from the inbox on connect.
-      await broadcast(socket.nsp, { rooms: [userRoom(m.toUserId)] }, 'direct-message', clientView(id, message)).catch((e) =>
+      await origin.run({ ts: message.timestamp, kind: 'direct' }, () => broadcast(socket.nsp, { rooms: [userRoom(m.toUserId)] }, 'direct-message', clientView(id, message))).catch((e) =>
         ctx.logger.debug({ err: (e as Error).message }, 'live delivery of a direct message failed; the inbox keeps it'),
       );
       return { id, timestamp: message.timestamp };

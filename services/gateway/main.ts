@@ -2,6 +2,7 @@ import { loadConfigOrExit } from '../core/config';
 import { createLogger } from '../core/logger';
 import { createMetrics } from '../core/metrics';
 import { runService } from '../core/process';
+import { startTracing } from '../core/telemetry';
 import { createGateway } from './server';
 
 const cfg = loadConfigOrExit('gateway');
@@ -9,8 +10,12 @@ const logger = createLogger('gateway', cfg.logLevel, cfg.podName);
 if (cfg.authMode === 'insecure') logger.warn('AUTH_MODE=insecure: auth.userId is accepted WITHOUT a signature; never use this in production');
 if (!cfg.redisUrl) logger.info('REDIS_URL unset: single node on the in-memory engine');
 const gateway = createGateway(cfg, logger, createMetrics());
-runService('gateway', cfg, logger, () => gateway.stop());
-gateway.start().catch((e) => {
+const tracing = startTracing('gateway', logger);
+runService('gateway', cfg, logger, async () => {
+  await gateway.stop();
+  await (await tracing)();
+});
+tracing.then(() => gateway.start()).catch((e) => {
   logger.fatal({ err: (e as Error).message }, 'gateway failed to start');
   process.exit(1);
 });

@@ -6,6 +6,7 @@ import { GatewayError } from '../core/errors';
 import { isReservedRoom } from '../core/keys';
 import { messageSchema, payloadBytes, roomIdSchema } from '../core/schemas';
 import { handle, parse } from './events';
+import { origin } from '../core/telemetry';
 import type { GatewayContext } from './context';
 
 /** Checks that the principal may use `room` (syntax, reserved prefixes, `rooms` claim). */
@@ -75,9 +76,11 @@ export function registerRoomEvents(ctx: GatewayContext, socket: Socket): void {
     const except = m.exceptSender ? [socket.id] : [];
     // One broadcast per room, each excluding the rooms before it: every recipient gets the
     // message once, naming the first target room it is in.
-    for (let i = 0; i < rooms.length; i++) {
-      await broadcast(socket.nsp, { rooms: [rooms[i]], except: [...except, ...rooms.slice(0, i)], volatile: m.volatile }, 'message', { ...base, room: rooms[i] });
-    }
+    await origin.run({ ts: timestamp, kind: 'room' }, async () => {
+      for (let i = 0; i < rooms.length; i++) {
+        await broadcast(socket.nsp, { rooms: [rooms[i]], except: [...except, ...rooms.slice(0, i)], volatile: m.volatile }, 'message', { ...base, room: rooms[i] });
+      }
+    });
     metrics.messagesPublished.inc({ kind: 'room' });
     return { id, timestamp };
   });

@@ -21,6 +21,7 @@ import { presenceEvents } from './presence-events';
 import { inboxEvents } from './inbox-events';
 import { publishRoute } from '../core/publish';
 import { demoRoutes } from './demo';
+import { inSpan, SpanKind, SpanStatusCode } from '../core/telemetry';
 
 /** Client events of `/` and workspace namespaces. */
 export const ROOM_EVENTS = new Set(['join-room', 'leave-room', 'message', 'get-room-members']);
@@ -100,7 +101,15 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
   };
 
   /** Handshake middleware shared by every namespace: limits, then the token. */
-  const authMiddleware = (check?: (p: Principal, socket: Socket) => void) => async (socket: Socket, next: (err?: Error) => void) => {
+  const authMiddleware = (check?: (p: Principal, socket: Socket) => void) => (socket: Socket, next: (err?: Error) => void) =>
+    void inSpan('socket.io handshake', { kind: SpanKind.SERVER, attributes: { 'socket.io.namespace': socket.nsp.name } }, async (span) =>
+      handshake(socket, check, (err) => {
+        if (err) span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+        next(err);
+      }),
+    );
+
+  const handshake = async (socket: Socket, check: ((p: Principal, socket: Socket) => void) | undefined, next: (err?: Error) => void) => {
     try {
       const addr = String(socket.handshake.headers['x-forwarded-for'] ?? '').split(',')[0].trim() || socket.handshake.address;
       if (!connectLimiter.take(addr)) {

@@ -165,7 +165,9 @@ export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = cre
       await consumer.stop(cfg.drainTimeoutMs);
       await Promise.race([reaping, new Promise((r) => setTimeout(r, cfg.drainTimeoutMs))]);
       reader.disconnect();
-      io.close();
+      // io.close() assumes an Engine.IO server, which a listener-less Server lacks (it rejects):
+      // close the adapters (their stream readers) directly.
+      await Promise.allSettled([...io._nsps.values()].map(async (nsp) => nsp.adapter.close()));
       await new Promise<void>((r) => metricsHttp.close(() => r()));
       await engine.close();
       logger.info('worker stopped');
