@@ -109,6 +109,7 @@ export function createEngine(cfg: Config, logger: Logger, metrics: Metrics): Eng
         // Broadcasts carry their trace context and origin time inside the stream entry, so the
         // pods that emit them continue the trace and measure end-to-end latency.
         adapter.onMessage = (m, offset) => {
+          if (offset && m?.uid !== adapter.uid) metrics.adapterReadLag.observe(Math.max(0, Date.now() - Number(offset.split('-')[0])) / 1000);
           if (m?.type !== BROADCAST || m.uid === adapter.uid || !m.data || (!m.data.tp && !m.data.ts)) return receive(m, offset);
           const { tp, ts, k } = m.data;
           return inSpan('adapter emit', { kind: SpanKind.CONSUMER, parent: contextFrom(tp), attributes: { 'messaging.system': 'redis-streams', 'socket.io.namespace': nsp.name } }, async () => {

@@ -33,8 +33,10 @@ export interface InboxStore {
   position(nsp: string, userId: string): Promise<string | null>;
   /** Messages strictly after `after` ('0-0' = from the start), oldest first. */
   range(nsp: string, userId: string, after: string, count: number): Promise<Array<{ id: string; message: InboxMessage }>>;
-  /** Drops messages older than the retention age from every inbox; returns how many. */
+  /** Drops messages older than the retention age from every inbox; returns how many, and what is left. */
   trimByAge(now: number): Promise<number>;
+  /** What the last retention pass saw: inbox streams and messages held. */
+  lastDepth(): { streams: number; messages: number };
 }
 
 /** The next stream id after `id` (XRANGE is inclusive). */
@@ -103,15 +105,26 @@ export class RedisInbox implements InboxStore {
     const minId = `${Math.max(0, now - this.opts.maxAgeMs)}-0`;
     const nodes = this.r.isCluster ? (this.r as Cluster).nodes('master') : [this.r as Redis];
     let trimmed = 0;
+    const depth = { streams: 0, messages: 0 };
     for (const node of nodes) {
       let cursor = '0';
       do {
         const [next, keys] = (await node.call('SCAN', cursor, 'MATCH', this.keys.inboxPattern(), 'COUNT', '500', 'TYPE', 'stream')) as [string, string[]];
         cursor = next;
-        for (const k of keys) trimmed += Number(await this.r.xtrim(k, 'MINID', minId));
+        for (const k of keys) {
+          trimmed += Number(await this.r.xtrim(k, 'MINID', minId));
+          depth.streams++;
+          depth.messages += Number(await this.r.xlen(k));
+        }
       } while (cursor !== '0');
     }
+    this.depth = depth;
     return trimmed;
+  }
+
+  private depth = { streams: 0, messages: 0 };
+  lastDepth(): { streams: number; messages: number } {
+    return this.depth;
   }
 }
 
@@ -178,5 +191,11 @@ export class MemoryInbox implements InboxStore {
       for (const [k, v] of b.dedup) if (now - v.at >= this.opts.dedupWindowMs) b.dedup.delete(k);
     }
     return n;
+  }
+
+  lastDepth(): { streams: number; messages: number } {
+    let messages = 0;
+    for (const b of this.boxes.values()) messages += b.entries.length;
+    return { streams: this.boxes.size, messages };
   }
 }

@@ -53,6 +53,10 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
     inboxReplays: new Counter({ name: `${NS}_inbox_replays_total`, help: 'Inbox replays started on connect', registers: r }),
     inboxReplayed: new Counter({ name: `${NS}_inbox_replayed_messages_total`, help: 'Messages sent in queued-messages batches', registers: r }),
     retentionTrims: new Counter({ name: `${NS}_inbox_retention_trimmed_total`, help: 'Inbox messages removed by age retention', registers: r }),
+    adapterStreamLength: new Gauge({ name: `${NS}_adapter_stream_length`, help: 'Entries in the adapter stream (broadcasts kept for recovery)', registers: r }),
+    adapterReadLag: new Histogram({ name: `${NS}_adapter_read_lag_seconds`, help: 'Time from a broadcast entering the adapter stream to this pod reading it', buckets: LATENCY_BUCKETS, registers: r }),
+    inboxDepth: new Gauge({ name: `${NS}_inbox_depth`, help: 'Messages held in all inboxes (measured by the retention pass)', registers: r }),
+    inboxStreams: new Gauge({ name: `${NS}_inbox_streams`, help: 'Inbox streams (users with messages kept)', registers: r }),
     publishRequests: new Counter({ name: `${NS}_api_publish_requests_total`, help: 'Publish API requests by HTTP status', labelNames: ['status'] as const, registers: r }),
   };
 }

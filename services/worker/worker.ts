@@ -147,7 +147,12 @@ export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = cre
         if (!engine.available()) return;
         engine.inbox
           .trimByAge(Date.now())
-          .then((n) => n && metrics.retentionTrims.inc(n))
+          .then((n) => {
+            if (n) metrics.retentionTrims.inc(n);
+            const d = engine.inbox.lastDepth();
+            metrics.inboxDepth.set(d.messages);
+            metrics.inboxStreams.set(d.streams);
+          })
           .catch((e) => logger.warn({ err: (e as Error).message }, 'inbox retention pass failed'));
       }, Math.max(1000, Math.min(60000, Math.floor(cfg.inboxMaxAgeMs / 10)))).unref();
       logger.info({ port, metricsPort }, 'worker listening');
