@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: help deps build test test-unit test-integration e2e bench up down status token clean
+.PHONY: help deps test-deps build test test-unit test-integration e2e bench up down status token clean
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
@@ -14,7 +14,10 @@ deps: node_modules/.package-lock.json ## Install npm dependencies (npm ci)
 build: deps ## Compile TypeScript to dist/
 	npm run build
 
-test: build ## Run every test: unit, integration, e2e and the chart tests
+test-deps: ## Install the system packages the tests need (redis, haproxy, prometheus, chromium, shellcheck, python-socketio)
+	bash scripts/install-test-deps.sh
+
+test: test-deps build ## Run every test: unit, integration, e2e and the chart tests
 	npx jest --selectProjects unit integration
 	$(MAKE) --no-print-directory e2e
 	$(MAKE) --no-print-directory helm-test
@@ -22,10 +25,10 @@ test: build ## Run every test: unit, integration, e2e and the chart tests
 test-unit: deps ## Unit tests only (no servers)
 	npx jest --selectProjects unit
 
-test-integration: build ## Integration tests (starts its own redis-server)
+test-integration: test-deps build ## Integration tests (starts its own redis-server)
 	npx jest --selectProjects integration
 
-e2e: build ## End-to-end suite against a local cluster behind HAProxy
+e2e: test-deps build ## End-to-end suite against a local cluster behind HAProxy
 	npx jest --selectProjects e2e --passWithNoTests
 
 bench: build ## Fan-out, presence and publish benchmarks (side by side with bare Socket.IO)
