@@ -150,8 +150,10 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
       if (!bucket.take()) {
         metrics.rateLimited.inc({ scope: 'event' });
         metrics.eventsReceived.inc({ event: known.has(event) ? event : 'unknown', outcome: 'rate_limited' });
-        if (ack) ack({ ok: false, error: { code: 'rate_limited', message: `more than ${cfg.rateLimitPerSecond} events per second` } });
-        else metrics.eventsDropped.inc({ reason: 'rate_limited' });
+        if (ack) {
+          metrics.errors.inc({ code: 'rate_limited' });
+          ack({ ok: false, error: { code: 'rate_limited', message: `more than ${cfg.rateLimitPerSecond} events per second` } });
+        } else metrics.eventsDropped.inc({ reason: 'rate_limited' });
         return;
       }
       if (typeof event !== 'string' || !known.has(event)) {
