@@ -10,7 +10,7 @@ FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json ./
+COPY tsconfig*.json ./
 COPY scripts/ ./scripts/
 COPY services/ ./services/
 # `npm run build` = tsc + scripts/copy-assets.js (Lua scripts, the demo page).

@@ -2,6 +2,8 @@
 # The local cluster: Redis (AOF), N gateways, M workers and HAProxy with cookie stickiness
 # (the local stand-in for ingress-nginx cookie affinity), all in the background.
 #   scripts/local-cluster.sh up|down|status|token <user> [roles]
+#   scripts/local-cluster.sh start-one <name>   (re)start one process of a running cluster with the
+#                                               settings `up` used: gateway-<i>, worker-<i>, redis, haproxy
 # Everything is overridable through the environment (see the defaults below); RUN_DIR holds
 # pids, logs, generated secrets and configs (git-ignored).
 set -euo pipefail
@@ -44,6 +46,17 @@ need_tools() {
   fi
   [ -f "$ROOT/dist/services/gateway/main.js" ] || die "dist/ is missing: run 'make build' (make up does it for you)"
 }
+
+# True while the process runs. A killed process whose parent does not reap it (an init that is
+# not a reaper, as in some containers) stays a zombie that `kill -0` still finds: that counts as dead.
+alive() {
+  local pid="$1" state
+  kill -0 "$pid" 2>/dev/null || return 1
+  [ -r "/proc/$pid/stat" ] || return 0
+  state="$(sed -E 's/^.*\) (.).*$/\1/' "/proc/$pid/stat" 2>/dev/null || true)"
+  [ "$state" != Z ]
+}
+pid_alive() { [ -f "$RUN_DIR/$1.pid" ] && alive "$(cat "$RUN_DIR/$1.pid")"; }
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && { exec 3>&- 3<&-; return 0; }; return 1; }
 
@@ -122,37 +135,67 @@ common_env() {
   echo "LOG_LEVEL=${LOG_LEVEL:-info}"
 }
 
-up() {
-  need_tools
-  secrets
-  if [ -f "$RUN_DIR/redis.pid" ] && kill -0 "$(cat "$RUN_DIR/redis.pid")" 2>/dev/null; then
-    die "a local cluster is already running from $RUN_DIR (make down first)"
-  fi
-  local p i
-  for p in "$LB_PORT" "$REDIS_PORT"; do port_busy "$p" && die "port $p is in use (override LB_PORT / REDIS_PORT)"; done
+# The settings `up` used, so that `start-one` restarts a process exactly as it was started.
+save_settings() {
+  local v
+  {
+    for v in LB_HOST LB_PORT GATEWAYS WORKERS REDIS_PORT GATEWAY_BASE_PORT GATEWAY_METRICS_BASE_PORT WORKER_BASE_PORT \
+      WORKER_METRICS_BASE_PORT LB_STICKY LOG_LEVEL DEV_LOGIN GATEWAY_ENV WORKER_ENV; do
+      printf '%s=%q\n' "$v" "${!v:-}"
+    done
+  } >"$RUN_DIR/cluster.env"
+}
+
+start_redis() {
+  local i
   mkdir -p "$RUN_DIR/redis"
   start_bg redis "$RUN_DIR/logs/redis.log" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$RUN_DIR/redis" \
     --appendonly yes --appendfsync everysec --save ''
-  for ((i = 0; i < 50; i++)); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
-  local env_lines
+  for ((i = 0; i < READY_TIMEOUT * 10; i++)); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && return 0; sleep 0.1; done
+  die "redis did not answer on port $REDIS_PORT within ${READY_TIMEOUT}s (see $RUN_DIR/logs/redis.log)"
+}
+
+start_gateway() { # index
+  local i="$1" env_lines gw_extra
   mapfile -t env_lines < <(common_env)
-  for ((i = 1; i <= GATEWAYS; i++)); do
-    start_bg "gateway-$i" "$RUN_DIR/logs/gateway-$i.log" env "${env_lines[@]}" POD_NAME="gateway-$i" \
-      PORT="$((GATEWAY_BASE_PORT + i - 1))" METRICS_PORT="$((GATEWAY_METRICS_BASE_PORT + i - 1))" \
-      DEV_LOGIN="${DEV_LOGIN:-true}" ${GATEWAY_ENV:-} node "$ROOT/dist/services/gateway/main.js"
-  done
-  for ((i = 1; i <= WORKERS; i++)); do
-    start_bg "worker-$i" "$RUN_DIR/logs/worker-$i.log" env "${env_lines[@]}" POD_NAME="worker-$i" \
-      PORT="$((WORKER_BASE_PORT + i - 1))" METRICS_PORT="$((WORKER_METRICS_BASE_PORT + i - 1))" \
-      ${WORKER_ENV:-} node "$ROOT/dist/services/worker/main.js"
-  done
-  for ((i = 1; i <= GATEWAYS; i++)); do wait_ready "http://127.0.0.1:$((GATEWAY_BASE_PORT + i - 1))/readyz" "gateway-$i"; done
-  for ((i = 1; i <= WORKERS; i++)); do wait_ready "http://127.0.0.1:$((WORKER_METRICS_BASE_PORT + i - 1))/readyz" "worker-$i"; done
+  read -r -a gw_extra <<<"${GATEWAY_ENV:-}"
+  start_bg "gateway-$i" "$RUN_DIR/logs/gateway-$i.log" env "${env_lines[@]}" POD_NAME="gateway-$i" \
+    PORT="$((GATEWAY_BASE_PORT + i - 1))" METRICS_PORT="$((GATEWAY_METRICS_BASE_PORT + i - 1))" \
+    DEV_LOGIN="${DEV_LOGIN:-true}" "${gw_extra[@]}" node "$ROOT/dist/services/gateway/main.js"
+}
+
+start_worker() { # index
+  local i="$1" env_lines wk_extra
+  mapfile -t env_lines < <(common_env)
+  read -r -a wk_extra <<<"${WORKER_ENV:-}"
+  start_bg "worker-$i" "$RUN_DIR/logs/worker-$i.log" env "${env_lines[@]}" POD_NAME="worker-$i" \
+    PORT="$((WORKER_BASE_PORT + i - 1))" METRICS_PORT="$((WORKER_METRICS_BASE_PORT + i - 1))" \
+    "${wk_extra[@]}" node "$ROOT/dist/services/worker/main.js"
+}
+
+start_haproxy() {
   local cfg
   cfg="$(haproxy_cfg)"
   haproxy -c -q -f "$cfg" || die "invalid HAProxy config $cfg"
   start_bg haproxy "$RUN_DIR/logs/haproxy.log" haproxy -db -f "$cfg"
   wait_ready "http://$LB_HOST:$LB_PORT/readyz" "haproxy"
+}
+
+up() {
+  need_tools
+  secrets
+  if pid_alive redis; then
+    die "a local cluster is already running from $RUN_DIR (make down first)"
+  fi
+  local p i
+  for p in "$LB_PORT" "$REDIS_PORT"; do port_busy "$p" && die "port $p is in use (override LB_PORT / REDIS_PORT)"; done
+  save_settings
+  start_redis
+  for ((i = 1; i <= GATEWAYS; i++)); do start_gateway "$i"; done
+  for ((i = 1; i <= WORKERS; i++)); do start_worker "$i"; done
+  for ((i = 1; i <= GATEWAYS; i++)); do wait_ready "http://127.0.0.1:$((GATEWAY_BASE_PORT + i - 1))/readyz" "gateway-$i"; done
+  for ((i = 1; i <= WORKERS; i++)); do wait_ready "http://127.0.0.1:$((WORKER_METRICS_BASE_PORT + i - 1))/readyz" "worker-$i"; done
+  start_haproxy
   cat <<EOF
 
 realtime-gateway local cluster is up
@@ -169,14 +212,44 @@ realtime-gateway local cluster is up
 EOF
 }
 
+start_one() { # name
+  local name="${1:-}" i
+  [ -n "$name" ] || die "usage: $0 start-one gateway-<i>|worker-<i>|redis|haproxy"
+  [ -f "$RUN_DIR/cluster.env" ] || die "no cluster was started from $RUN_DIR (run up first)"
+  # shellcheck disable=SC1091
+  . "$RUN_DIR/cluster.env"
+  need_tools
+  secrets
+  if pid_alive "$name"; then die "$name is already running (pid $(cat "$RUN_DIR/$name.pid"))"; fi
+  case "$name" in
+    redis) start_redis ;;
+    haproxy) start_haproxy ;;
+    gateway-*)
+      i="${name#gateway-}"
+      if ! [[ "$i" =~ ^[0-9]+$ ]] || [ "$i" -lt 1 ] || [ "$i" -gt "$GATEWAYS" ]; then die "no such gateway: $name (1..$GATEWAYS)"; fi
+      start_gateway "$i"
+      wait_ready "http://127.0.0.1:$((GATEWAY_BASE_PORT + i - 1))/readyz" "$name"
+      ;;
+    worker-*)
+      i="${name#worker-}"
+      if ! [[ "$i" =~ ^[0-9]+$ ]] || [ "$i" -lt 1 ] || [ "$i" -gt "$WORKERS" ]; then die "no such worker: $name (1..$WORKERS)"; fi
+      start_worker "$i"
+      wait_ready "http://127.0.0.1:$((WORKER_METRICS_BASE_PORT + i - 1))/readyz" "$name"
+      ;;
+    *) die "unknown process $name (gateway-<i>, worker-<i>, redis, haproxy)" ;;
+  esac
+  log "$name started (pid $(cat "$RUN_DIR/$name.pid"))"
+}
+
 stop_pid() { # name signal
   local f="$RUN_DIR/$1.pid" pid i
   [ -f "$f" ] || return 0
   pid="$(cat "$f")"
-  if kill -0 "$pid" 2>/dev/null; then
+  if alive "$pid"; then
     kill "-${2:-TERM}" "$pid" 2>/dev/null || true
-    for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    kill -CONT "$pid" 2>/dev/null || true # a paused (SIGSTOP) process acts on the signal only once resumed
+    for ((i = 0; i < 300; i++)); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
   fi
   rm -f "$f"
 }
@@ -200,7 +273,7 @@ status() {
   for f in "$RUN_DIR"/*.pid; do
     [ -e "$f" ] || { log "nothing is running"; return 0; }
     pid="$(cat "$f")"
-    if kill -0 "$pid" 2>/dev/null; then echo "$(basename "$f" .pid) running (pid $pid)"; else echo "$(basename "$f" .pid) dead"; fi
+    if alive "$pid"; then echo "$(basename "$f" .pid) running (pid $pid)"; else echo "$(basename "$f" .pid) dead"; fi
   done
 }
 
@@ -216,5 +289,6 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   token) shift; token "$@" ;;
-  *) die "usage: $0 up|down|status|token <user> [roles]" ;;
+  start-one) shift; start_one "$@" ;;
+  *) die "usage: $0 up|down|status|token <user> [roles]|start-one <name>" ;;
 esac

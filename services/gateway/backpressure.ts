@@ -1,24 +1,72 @@
-import type { Socket } from 'socket.io';
+import path from 'path';
+import type { Server, Socket } from 'socket.io';
 import type { Metrics } from '../core/metrics';
 
 interface EngineConn {
   transport: { name: string; writable: boolean; socket?: { bufferedAmount?: number; terminate?: () => void } };
-  writeBuffer: unknown[];
-  on(ev: 'flush', fn: () => void): void;
+  on(ev: 'flush' | 'drain', fn: () => void): void;
   close(discard?: boolean): void;
 }
 
-interface PatchedClient {
+interface EngineClient {
+  server: object;
   conn: EngineConn;
   writeToEngine(packets: unknown, opts: { volatile?: boolean }): void;
-  __rtgBounded?: boolean;
 }
 
-const buffered = new WeakMap<object, () => number>();
+interface Limits {
+  soft: number;
+  hard: number;
+  metrics: Metrics;
+  onCut(): void;
+}
 
-/** Bytes buffered for the socket's connection right now (0 when unknown). */
+interface State {
+  /** Bytes handed to Engine.IO since its last flush to the transport. */
+  queued: number;
+  /** When the buffer last went from empty to non-empty (undefined while empty). */
+  pendingSince?: number;
+  cut: boolean;
+  /** Limits apply once the connection handler ran (see armOutboundBound). */
+  armed: boolean;
+  /** Backlog from before arming (a recovery replay) that is not counted against the limits. */
+  allowance: number;
+}
+
+/** A burst above the hard mark is tolerated this long (a healthy reader drains it)... */
+const BURST_GRACE_MS = 1000;
+/** ...but never beyond this multiple of the hard mark. */
+const BURST_FACTOR = 4;
+
+const limitsByServer = new WeakMap<object, Limits>();
+const states = new WeakMap<object, State>();
+let patched = false;
+
+function wsBuffered(conn: EngineConn): number {
+  return conn.transport.name === 'websocket' ? conn.transport.socket?.bufferedAmount ?? 0 : 0;
+}
+
+function stateOf(client: EngineClient): State {
+  let st = states.get(client);
+  if (!st) {
+    const s: State = { queued: 0, cut: false, armed: false, allowance: 0 };
+    st = s;
+    states.set(client, s);
+    client.conn.on('flush', () => {
+      s.queued = 0;
+    });
+    client.conn.on('drain', () => {
+      if (wsBuffered(client.conn) === 0) s.pendingSince = undefined;
+    });
+  }
+  return st;
+}
+
+/** Bytes buffered for the socket's connection right now. */
 export function bufferedBytes(socket: Socket): number {
-  return buffered.get(socket.client)?.() ?? 0;
+  const client = socket.client as unknown as EngineClient;
+  const st = states.get(client);
+  return (st?.queued ?? 0) + wsBuffered(client.conn);
 }
 
 /** Resolves once the socket's buffer is below `bytes` (or it disconnected, or `timeoutMs` passed): paces bulk sends. */
@@ -37,55 +85,83 @@ function packetBytes(p: unknown): number {
   return 0;
 }
 
-/**
- * Bounds the bytes buffered for one connection (all its namespaces). Above `soft`, volatile packets
- * are dropped; above `hard`, the transport is cut (the client sees "transport close", reconnects
- * and recovers its session). Counting is O(1) per write: bytes queued since the last flush plus
- * what the websocket still holds.
- */
-export function boundOutboundBuffer(socket: Socket, soft: number, hard: number, metrics: Metrics, onCut: () => void): void {
-  const client = socket.client as unknown as PatchedClient;
-  if (client.__rtgBounded) return;
-  client.__rtgBounded = true;
+function cut(client: EngineClient, st: State, limits: Limits): void {
+  st.cut = true;
+  limits.metrics.slowConsumerDisconnects.inc();
+  limits.onCut();
+  // Terminate at once (a polite close would keep the backlog in memory while it drains).
   const conn = client.conn;
-  let queued = 0;
-  let cut = false;
-  conn.on('flush', () => {
-    queued = 0;
-  });
-  buffered.set(client, () => queued + (conn.transport.name === 'websocket' ? conn.transport.socket?.bufferedAmount ?? 0 : 0));
-  const write = client.writeToEngine.bind(client);
-  client.writeToEngine = (packets, opts) => {
-    if (cut) return;
-    const list = Array.isArray(packets) ? packets : [packets];
-    let size = 0;
-    for (const p of list) size += packetBytes(p);
-    const ws = conn.transport.name === 'websocket' ? conn.transport.socket?.bufferedAmount ?? 0 : 0;
-    const buffered = queued + ws;
-    if (opts?.volatile) {
-      if (!conn.transport.writable && conn.transport.name !== 'websocket') {
-        metrics.volatileDrops.inc();
-        return;
-      }
-      if (buffered + size > soft) {
-        metrics.slowConsumerDrops.inc();
-        return;
-      }
-    }
-    if (buffered + size > hard) {
-      cut = true;
-      metrics.slowConsumerDisconnects.inc();
-      onCut();
-      // Terminate at once (a polite close would keep the backlog in memory while it drains).
-      const raw = conn.transport.socket;
-      if (conn.transport.name === 'websocket' && raw?.terminate) raw.terminate();
-      else conn.close(true);
+  const raw = conn.transport.socket;
+  if (conn.transport.name === 'websocket' && raw?.terminate) raw.terminate();
+  else conn.close(true);
+}
+
+/** The bounded write: every packet to a client of a bounded server passes here. */
+function boundedWrite(this: EngineClient, write: EngineClient['writeToEngine'], packets: unknown, opts: { volatile?: boolean }): void {
+  const limits = limitsByServer.get(this.server);
+  if (!limits) return write.call(this, packets, opts);
+  const st = stateOf(this);
+  if (st.cut) return;
+  const list = Array.isArray(packets) ? packets : [packets];
+  let size = 0;
+  for (const p of list) size += packetBytes(p);
+  const conn = this.conn;
+  if (!st.armed) {
+    st.queued += size;
+    return write.call(this, packets, opts);
+  }
+  // A recovery replay written before arming is bounded by the adapter stream, not by these
+  // limits: only what is buffered beyond what is left of it counts.
+  const raw = st.queued + wsBuffered(conn);
+  st.allowance = Math.min(st.allowance, raw);
+  const buffered = raw - st.allowance;
+  if (opts?.volatile) {
+    if (!conn.transport.writable && conn.transport.name !== 'websocket') {
+      limits.metrics.volatileDrops.inc();
       return;
     }
-    queued += size;
-    metrics.packetsSent.inc(list.length);
-    // The volatile decision is made above (counted); Socket.IO would otherwise silently drop a
-    // volatile packet whenever the websocket is busy with the previous write, even far below `soft`.
-    write(packets, opts?.volatile ? { ...opts, volatile: false } : opts);
+    if (buffered + size > limits.soft) {
+      limits.metrics.slowConsumerDrops.inc();
+      return;
+    }
+  }
+  const now = Date.now();
+  const total = buffered + size;
+  if (total > limits.hard && (total > limits.hard * BURST_FACTOR || now - (st.pendingSince ?? now) > BURST_GRACE_MS)) return cut(this, st, limits);
+  if (buffered === 0 || st.pendingSince === undefined) st.pendingSince = now;
+  st.queued += size;
+  limits.metrics.packetsSent.inc(list.length);
+  // The volatile decision is made above (counted); Socket.IO would otherwise silently drop a
+  // volatile packet whenever the websocket is busy with the previous write, even far below `soft`.
+  write.call(this, packets, opts?.volatile ? { ...opts, volatile: false } : opts);
+}
+
+/** Starts enforcing the limits on the socket's connection (from its connection handler). */
+export function armOutboundBound(socket: Socket): void {
+  const client = socket.client as unknown as EngineClient;
+  const st = stateOf(client);
+  if (st.armed) return;
+  st.armed = true;
+  st.allowance = st.queued + wsBuffered(client.conn);
+}
+
+/**
+ * Bounds the bytes buffered for each connection of `io` (all its namespaces) once armed
+ * (a recovery replay before that is bounded by the adapter stream instead). Above `soft`, volatile packets are dropped; above
+ * `hard`, the transport is cut (the client sees "transport close", reconnects and recovers) —
+ * unless the buffer only just filled: a burst is tolerated for 1 s, up to 4x `hard`, so a
+ * healthy reader is not cut for one large batch. Counting is O(1) per write: bytes queued in
+ * Engine.IO since its last flush plus what the websocket still holds.
+ */
+export function boundOutboundBuffers(io: Server, soft: number, hard: number, metrics: Metrics, onCut: () => void): void {
+  limitsByServer.set(io, { soft, hard, metrics, onCut });
+  if (patched) return;
+  patched = true;
+  // Socket.IO does not export its Client class; it sits beside the package's entry point.
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { Client } = require(path.join(path.dirname(require.resolve('socket.io')), 'client.js')) as { Client: { prototype: EngineClient } };
+  const write = Client.prototype.writeToEngine;
+  Client.prototype.writeToEngine = function (this: EngineClient, packets: unknown, opts: { volatile?: boolean }) {
+    boundedWrite.call(this, write, packets, opts);
   };
 }

@@ -10,7 +10,7 @@ import { userRoom } from '../core/keys';
 import type { Logger } from '../core/logger';
 import { createMetrics, Metrics, nsLabel } from '../core/metrics';
 import { answerClusterRequests, registerAdminEvents } from './admin';
-import { boundOutboundBuffer } from './backpressure';
+import { armOutboundBound, boundOutboundBuffers } from './backpressure';
 import type { GatewayContext } from './context';
 import { splitAck } from './events';
 import { KeyedLimiter, TokenBucket } from './rate-limit';
@@ -56,6 +56,7 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
     serveClient: true,
   });
   engine.attach(io);
+  boundOutboundBuffers(io, cfg.outboundSoftBytes, cfg.outboundMaxBytes, metrics, () => logger.warn('slow consumer cut: outbound buffer above OUTBOUND_BUFFER_MAX_BYTES'));
   const presence = new Presence(engine.presence, io, { pod: cfg.podName, graceMs: cfg.presenceGraceMs, logger, metrics });
 
   let draining = false;
@@ -175,9 +176,7 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
     metrics.connections.inc({ namespace: label });
     metrics.connects.inc({ namespace: label, recovered: String(socket.recovered) });
     if (socket.recovered) metrics.recoverySuccesses.inc();
-    boundOutboundBuffer(socket, cfg.outboundSoftBytes, cfg.outboundMaxBytes, metrics, () =>
-      logger.warn({ sid: socket.id, nsp: socket.nsp.name }, 'slow consumer cut: outbound buffer above OUTBOUND_BUFFER_MAX_BYTES'),
-    );
+    armOutboundBound(socket);
     socket.join(userRoom(p.userId));
     guard(socket, admin ? ADMIN_EVENTS : clientEvents);
     if (admin) registerAdminEvents(ctx, socket);
