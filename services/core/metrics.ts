@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { ERROR_CODES } from './errors';
 
 /** Metric name prefix: `<namespace>_<subsystem>_<name>`. */
 export const NS = 'realtime';
@@ -9,12 +10,12 @@ const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 export function createMetrics(registry: Registry = new Registry(), opts: { defaults?: boolean } = {}) {
   if (opts.defaults !== false) collectDefaultMetrics({ register: registry });
   const r = [registry];
-  return {
+  const m = {
     registry,
     // gateway: connections
-    connections: new Gauge({ name: `${NS}_gateway_connections`, help: 'Connected sockets on this pod', labelNames: ['namespace'] as const, registers: r }),
-    connects: new Counter({ name: `${NS}_gateway_connects_total`, help: 'Accepted socket connections', labelNames: ['namespace', 'recovered'] as const, registers: r }),
-    disconnects: new Counter({ name: `${NS}_gateway_disconnects_total`, help: 'Socket disconnections by reason', labelNames: ['namespace', 'reason'] as const, registers: r }),
+    connections: new Gauge({ name: `${NS}_gateway_connections`, help: 'Connected sockets on this pod', labelNames: ['nsp'] as const, registers: r }),
+    connects: new Counter({ name: `${NS}_gateway_connects_total`, help: 'Accepted socket connections', labelNames: ['nsp', 'recovered'] as const, registers: r }),
+    disconnects: new Counter({ name: `${NS}_gateway_disconnects_total`, help: 'Socket disconnections by reason', labelNames: ['nsp', 'reason'] as const, registers: r }),
     authFailures: new Counter({ name: `${NS}_gateway_auth_failures_total`, help: 'Refused handshakes by reason', labelNames: ['reason'] as const, registers: r }),
     // gateway: events
     eventsReceived: new Counter({ name: `${NS}_gateway_events_received_total`, help: 'Client events by event name and outcome (ok or an error code)', labelNames: ['event', 'outcome'] as const, registers: r }),
@@ -59,6 +60,18 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
     inboxStreams: new Gauge({ name: `${NS}_inbox_streams`, help: 'Inbox streams (users with messages kept)', registers: r }),
     publishRequests: new Counter({ name: `${NS}_api_publish_requests_total`, help: 'Publish API requests by HTTP status', labelNames: ['status'] as const, registers: r }),
   };
+  // Labelled counters start at zero so the first increment after a start shows in rate()/increase().
+  for (const code of ERROR_CODES) m.errors.inc({ code }, 0);
+  for (const scope of ['event', 'connect']) m.rateLimited.inc({ scope }, 0);
+  for (const reason of ['no_ack', 'unknown_event', 'rate_limited']) m.eventsDropped.inc({ reason }, 0);
+  for (const reason of ['missing_credentials', 'invalid_token', 'expired', 'bad_claims', 'jwks_unavailable', 'workspace', 'role', 'rate_limited', 'overloaded', 'error']) m.authFailures.inc({ reason }, 0);
+  for (const op of ['connection', 'heartbeat', 'persist_session', 'adapter_publish', 'inbox_replay', 'outbox_read', 'reap']) m.redisErrors.inc({ op }, 0);
+  for (const target of ['all', 'rooms', 'user']) m.deliveries.inc({ target }, 0);
+  for (const kind of ['direct', 'publish']) m.inboxAppends.inc({ kind }, 0);
+  for (const kind of ['online', 'offline']) m.presenceTransitions.inc({ kind }, 0);
+  for (const kind of ['room', 'direct']) m.messagesPublished.inc({ kind }, 0);
+  for (const status of ['202', '400', '401', '405', '413', '503']) m.publishRequests.inc({ status }, 0);
+  return m;
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

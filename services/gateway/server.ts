@@ -22,6 +22,7 @@ import { inboxEvents } from './inbox-events';
 import { publishRoute } from '../core/publish';
 import { demoRoutes } from './demo';
 import { inSpan, SpanKind, SpanStatusCode } from '../core/telemetry';
+import { closeRecoveryGap } from './recovery-gap';
 
 /** Client events of `/` and workspace namespaces. */
 export const ROOM_EVENTS = new Set(['join-room', 'leave-room', 'message', 'get-room-members']);
@@ -56,6 +57,7 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
     serveClient: true,
   });
   engine.attach(io);
+  closeRecoveryGap(io);
   boundOutboundBuffers(io, cfg.outboundSoftBytes, cfg.outboundMaxBytes, metrics, () => logger.warn('slow consumer cut: outbound buffer above OUTBOUND_BUFFER_MAX_BYTES'));
   const presence = new Presence(engine.presence, io, { pod: cfg.podName, graceMs: cfg.presenceGraceMs, logger, metrics });
 
@@ -173,8 +175,8 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
     const p = socket.data.principal as Principal;
     const label = nsLabel(socket.nsp.name);
     connectionCount++;
-    metrics.connections.inc({ namespace: label });
-    metrics.connects.inc({ namespace: label, recovered: String(socket.recovered) });
+    metrics.connections.inc({ nsp: label });
+    metrics.connects.inc({ nsp: label, recovered: String(socket.recovered) });
     if (socket.recovered) metrics.recoverySuccesses.inc();
     armOutboundBound(socket);
     socket.join(userRoom(p.userId));
@@ -191,8 +193,8 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
     });
     socket.on('disconnect', (reason) => {
       connectionCount--;
-      metrics.connections.dec({ namespace: label });
-      metrics.disconnects.inc({ namespace: label, reason });
+      metrics.connections.dec({ nsp: label });
+      metrics.disconnects.inc({ nsp: label, reason });
       // While draining, memberships stay for the pod that recovers the socket; leftovers are reaped at the end.
       if (draining) return;
       if (!admin) track(presence.disconnected(socket.nsp.name, p.userId, socket.id)).catch((e) => logger.debug({ err: (e as Error).message, sid: socket.id }, 'presence disconnect failed'));

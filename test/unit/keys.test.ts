@@ -1,0 +1,76 @@
+import { isReservedRoom, isValidRoomId, isValidUserId, Keys, RESERVED_ROOM_PREFIXES, userRoom } from '../../services/core/keys';
+
+/** The Redis Cluster hash tags of a key: every `{...}` section (only the first one counts for slotting). */
+const tags = (key: string) => [...key.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]);
+
+describe('Keys', () => {
+  const keys = new Keys('rtg');
+
+  test('room keys: both hashes share exactly one hash tag naming namespace and room', () => {
+    const k = keys.room('/', 'lobby');
+    expect(k).toEqual({ sockets: 'rtg:room:{/|lobby}:sockets', users: 'rtg:room:{/|lobby}:users' });
+    expect(tags(k.sockets)).toEqual(['/|lobby']);
+    expect(tags(k.users)).toEqual(['/|lobby']);
+    const w = keys.room('/workspace-acme', 'a:b.c-d_e');
+    expect(tags(w.sockets)).toEqual(['/workspace-acme|a:b.c-d_e']);
+    expect(tags(w.users)).toEqual(tags(w.sockets));
+    // the same room in another namespace is another key (and another slot)
+    expect(keys.room('/workspace-acme', 'lobby').sockets).not.toBe(k.sockets);
+  });
+
+  test('room keys validate the namespace and room id before building a key', () => {
+    for (const room of ['', 'has space', 'x'.repeat(129), 'a}b', 'a{b', 'a\nb', 'ü']) expect(() => keys.room('/', room)).toThrow(/invalid room id for a Redis key/);
+    for (const nsp of ['', 'admin', '/a b', '/a}', '/' + 'x'.repeat(129), '/a/b']) expect(() => keys.room(nsp, 'lobby')).toThrow(/invalid namespace for a Redis key/);
+    expect(() => keys.room('/', 'x'.repeat(128))).not.toThrow();
+    expect(() => keys.room('/' + 'x'.repeat(128), 'lobby')).not.toThrow();
+    expect(() => keys.room('/', 'bad room')).toThrow(TypeError);
+  });
+
+  test('the error message quotes a bounded prefix of the bad value', () => {
+    try {
+      keys.room('/', 'bad room ' + 'x'.repeat(500));
+      throw new Error('expected a throw');
+    } catch (e) {
+      expect((e as Error).message.length).toBeLessThan(160);
+    }
+  });
+
+  test('pod room keys validate the pod name and use it as the hash tag', () => {
+    expect(keys.podRooms('gw-0.example')).toBe('rtg:pod:{gw-0.example}:rooms');
+    expect(tags(keys.podRooms('gw-0'))).toEqual(['gw-0']);
+    for (const pod of ['', 'a b', 'a}b', 'x'.repeat(254)]) expect(() => keys.podRooms(pod)).toThrow(/invalid pod name/);
+  });
+
+  test('every key starts with the configured prefix', () => {
+    const k = new Keys('tenant.1');
+    const all = [k.adapterStream(), k.sessionPrefix(), k.channelPrefix(), k.pods(), k.podRooms('p'), ...Object.values(k.room('/', 'r'))];
+    for (const key of all) expect(key.startsWith('tenant.1:')).toBe(true);
+    expect(k.adapterStream()).toBe('tenant.1:adapter');
+    expect(k.sessionPrefix()).toBe('tenant.1:session:');
+    expect(k.channelPrefix()).toBe('tenant.1:sio');
+    expect(k.pods()).toBe('tenant.1:pods');
+  });
+});
+
+describe('ids and reserved rooms', () => {
+  test('room ids: 1-128 chars of [A-Za-z0-9_.:-]', () => {
+    for (const ok of ['a', 'lobby', 'team-1', 'a.b:c_d-e', 'x'.repeat(128)]) expect(isValidRoomId(ok)).toBe(true);
+    for (const bad of ['', 'x'.repeat(129), 'a b', 'a/b', 'a@b', 'é', 42, null, undefined, ['a'], { a: 1 }]) expect(isValidRoomId(bad)).toBe(false);
+  });
+
+  test('user ids also allow @', () => {
+    for (const ok of ['alice', 'bob@example.com', 'svc:worker-1', 'x'.repeat(128)]) expect(isValidUserId(ok)).toBe(true);
+    for (const bad of ['', 'x'.repeat(129), 'a b', 'a/b', 7, null, undefined]) expect(isValidUserId(bad)).toBe(false);
+  });
+
+  test('user:, presence: and _ prefixes are reserved; look-alikes are not', () => {
+    expect(RESERVED_ROOM_PREFIXES).toEqual(['user:', 'presence:', '_']);
+    for (const r of ['user:alice', 'user:', 'presence:bob', '_internal', '_']) expect(isReservedRoom(r)).toBe(true);
+    for (const r of ['user', 'users:alice', 'userx:alice', 'presence', 'a_b', 'lobby', 'User:alice']) expect(isReservedRoom(r)).toBe(false);
+  });
+
+  test("a user's private room is reserved", () => {
+    expect(userRoom('alice')).toBe('user:alice');
+    expect(isReservedRoom(userRoom('alice'))).toBe(true);
+  });
+});
