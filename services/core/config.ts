@@ -113,6 +113,7 @@ export const settings = {
   rateLimitPerSecond: { env: 'RATE_LIMIT_EVENTS_PER_SECOND', def: 50, parse: int(0), services: G, doc: 'Per-socket token bucket refill rate for client events (0 = no limit)' } as Setting<number>,
   rateLimitBurst: { env: 'RATE_LIMIT_BURST', def: 100, parse: int(1), services: G, doc: 'Per-socket token bucket size' } as Setting<number>,
   connectRatePerSecond: { env: 'CONNECT_RATE_LIMIT_PER_SECOND', def: 0, parse: int(0), services: G, doc: 'Per-client-address handshake rate (0 = no limit); excess answers `rate_limited`' } as Setting<number>,
+  trustProxyHops: { env: 'TRUST_PROXY_HOPS', def: 0, parse: int(0, 10), services: G, doc: 'Proxies in front of the gateway that append to `X-Forwarded-For` (the client address for the handshake limit is taken that many entries from the right; 0 = the TCP peer)' } as Setting<number>,
   maxConnections: { env: 'MAX_CONNECTIONS', def: 0, parse: int(0), services: G, doc: 'Connections per pod before new ones are refused with `overloaded` (0 = no limit)' } as Setting<number>,
   outboundSoftBytes: { env: 'OUTBOUND_BUFFER_SOFT_BYTES', def: 524288, parse: int(1024), services: G, doc: 'Per-socket outbound buffer above which `volatile` messages to it are dropped' } as Setting<number>,
   outboundMaxBytes: { env: 'OUTBOUND_BUFFER_MAX_BYTES', def: 1048576, parse: int(1024), services: G, doc: 'Per-socket outbound buffer above which the socket is cut as a slow consumer (it reconnects and recovers)' } as Setting<number>,

@@ -19,9 +19,19 @@ export class UnavailableError extends GatewayError {
   }
 }
 
+/** What ioredis (or the server) says when Redis is unreachable, restarting or failing over mid-command. */
+const REDIS_DOWN = /Connection is closed|Stream isn't writeable|max retries per request|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|^LOADING|^READONLY|^MASTERDOWN|^CLUSTERDOWN|^TRYAGAIN|startup nodes/i;
+
+/** True for an error that means "Redis is down right now" rather than a bug: answered `unavailable`. */
+export function isRedisDown(err: unknown): boolean {
+  return err instanceof Error && !(err instanceof GatewayError) && REDIS_DOWN.test(err.message);
+}
+
 /** The ack body for an error. */
 export function errorBody(err: unknown): { ok: false; error: { code: ErrorCode; message: string } } {
   if (err instanceof GatewayError) return { ok: false, error: { code: err.code, message: err.message } };
+  // A command in flight when Redis went away fails with a client error, not UnavailableError.
+  if (isRedisDown(err)) return { ok: false, error: { code: 'unavailable', message: new UnavailableError().message } };
   return { ok: false, error: { code: 'internal', message: 'internal error' } };
 }
 

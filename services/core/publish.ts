@@ -4,13 +4,14 @@ import type { Server } from 'socket.io';
 import { z } from 'zod';
 import type { Config } from './config';
 import { broadcast } from './engine';
-import { GatewayError, httpStatus, UnavailableError } from './errors';
+import { GatewayError, httpStatus, isRedisDown, UnavailableError } from './errors';
 import type { InboxStore } from './inbox';
 import { isReservedRoom, Keys, PUBLISH_ID_RE, userRoom } from './keys';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 import type { RedisClient } from './redis';
 import { contextFrom, inSpan, SpanKind, traceparentOf } from './telemetry';
+import { sendJson } from './http';
 import { eventNameSchema, payloadBytes, roomIdSchema, userIdSchema, zodMessage } from './schemas';
 
 /** A validated backend publish (PROTOCOL.md, Backend publish API). */
@@ -101,7 +102,8 @@ export function decodeEntry(entryId: string, fields: string[], cfg: Pick<Config,
 export async function deliver(io: Server, inbox: InboxStore, p: Publish, metrics: Metrics): Promise<void> {
   const nsp = io.of(p.namespace);
   if (p.target.kind === 'user') {
-    await inbox.append(p.namespace, p.target.userId, { kind: 'publish', event: p.event, data: p.data, publishId: p.id, timestamp: p.timestamp, traceparent: p.traceparent }, p.id);
+    const { appended } = await inbox.append(p.namespace, p.target.userId, { kind: 'publish', event: p.event, data: p.data, publishId: p.id, timestamp: p.timestamp, traceparent: p.traceparent }, p.id);
+    if (appended) metrics.inboxAppends.inc({ kind: 'publish' });
     await broadcast(nsp, { rooms: [userRoom(p.target.userId)] }, p.event, p.data);
   } else {
     await broadcast(nsp, { rooms: p.target.kind === 'rooms' ? p.target.rooms : [] }, p.event, p.data);
@@ -156,10 +158,6 @@ export function checkApiKey(header: string | undefined, keys: string[]): boolean
   return ok;
 }
 
-function send(res: http.ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-}
-
 /** Reads a request body up to `limit` bytes; rejects with too_large beyond it. */
 export function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -204,7 +202,7 @@ export function publishRoute(cfg: Config, outbox: Outbox, metrics: Metrics, logg
 async function handlePublish(req: http.IncomingMessage, res: http.ServerResponse, cfg: Config, outbox: Outbox, metrics: Metrics, logger: Logger, limit: number): Promise<void> {
   const reply = (status: number, body: unknown) => {
     metrics.publishRequests.inc({ status: String(status) });
-    send(res, status, body);
+    sendJson(res, status, body);
   };
   if (req.method !== 'POST') {
     res.setHeader('allow', 'POST');
@@ -232,7 +230,7 @@ async function handlePublish(req: http.IncomingMessage, res: http.ServerResponse
   } catch (e) {
     if (e instanceof GatewayError) reply(httpStatus(e.code), { error: { code: e.code, message: e.message } });
     else {
-      const down = /connect|closed|writeable|ECONN|timed out/i.test((e as Error).message ?? '');
+      const down = isRedisDown(e) || /connect|closed|writeable|ECONN|timed out/i.test((e as Error).message ?? '');
       if (!down) logger.error({ err: (e as Error).message }, 'publish failed');
       reply(down ? 503 : 500, { error: { code: down ? 'unavailable' : 'internal', message: down ? 'Redis is unavailable, retry later' : 'internal error' } });
     }

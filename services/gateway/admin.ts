@@ -1,3 +1,4 @@
+import { Cluster } from 'ioredis';
 import type { Namespace, Socket } from 'socket.io';
 import { askAll, LocalStats, RPC } from '../core/cluster-rpc';
 import { GatewayError } from '../core/errors';
@@ -7,7 +8,9 @@ import type { GatewayContext } from './context';
 import { handle, parse } from './events';
 import { clientRooms } from './rooms';
 
-const RPC_TIMEOUT_MS = 2000;
+// Above the adapter's own 5 s request timeout: a frozen pod then costs 5 s, but the answers of
+// the healthy pods (handed over by the adapter when it gives up) are kept.
+const RPC_TIMEOUT_MS = 6000;
 
 /** This pod's connections, distinct users and client rooms over every namespace. */
 export function localStats(ctx: GatewayContext): LocalStats {
@@ -52,6 +55,25 @@ export function answerClusterRequests(ctx: GatewayContext): void {
 function resolveNamespace(ctx: GatewayContext, name: string): Namespace {
   if (name === '/' || name === '/admin' || ctx.cfg.workspacePattern.test(name)) return ctx.io.of(name);
   throw new GatewayError('not_found', `namespace "${name}" does not exist`);
+}
+
+/**
+ * Waits (bounded) until the adapter of a namespace this pod just created is subscribed to its
+ * channels. Before that, serverCount() does not count this pod and the other pods' answers are
+ * lost, so a broadcast with acks would finish early without them.
+ */
+async function adapterSubscribed(ctx: GatewayContext, nsp: Namespace, timeoutMs = 2000): Promise<void> {
+  const redis = ctx.engine.redis;
+  const uid = (nsp.adapter as unknown as { uid?: string }).uid;
+  if (!redis || !uid) return;
+  const channel = `${ctx.engine.keys.channelPrefix()}#${nsp.name}#${uid}#`;
+  const nodes = redis instanceof Cluster ? redis.nodes() : [redis];
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    const counts = await Promise.all(nodes.map((n) => n.pubsub('NUMSUB', channel).catch(() => [channel, 0])));
+    if (counts.some((r) => Number((r as unknown[])[1]) > 0)) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
 }
 
 /** Broadcast with acknowledgements across all pods: resolves with the answers and how many did not answer in time. */
@@ -123,7 +145,9 @@ export function registerAdminEvents(ctx: GatewayContext, socket: Socket): void {
     const b = parse(adminBroadcastSchema, raw);
     if (b.room && isReservedRoom(b.room)) throw new GatewayError('forbidden', `room "${b.room}" is reserved`);
     ctx.requireAvailable();
+    const existed = ctx.io._nsps.has(b.namespace ?? '/');
     const nsp = resolveNamespace(ctx, b.namespace ?? '/');
+    if (!existed) await adapterSubscribed(ctx, nsp);
     return broadcastWithAck(nsp, b.room, b.event, b.data, b.timeoutMs ?? 5000);
   });
 

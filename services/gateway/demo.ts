@@ -5,6 +5,7 @@ import { SignJWT } from 'jose';
 import type { Config } from '../core/config';
 import { isValidUserId } from '../core/keys';
 import { readBody } from '../core/publish';
+import { sendJson } from '../core/http';
 
 /** Serves the demo page at `/` and, when DEV_LOGIN is on, `POST /dev/token` for it to log in by name. */
 export function demoRoutes(cfg: Config) {
@@ -17,12 +18,12 @@ export function demoRoutes(cfg: Config) {
       return true;
     }
     if (url === '/dev/config' && req.method === 'GET') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ devLogin: cfg.devLogin, authMode: cfg.authMode }));
+      sendJson(res, 200, { devLogin: cfg.devLogin, authMode: cfg.authMode });
       return true;
     }
     if (url === '/dev/token' && req.method === 'POST') {
       if (!cfg.devLogin) {
-        res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'not_found', message: 'DEV_LOGIN is off' } }));
+        sendJson(res, 404, { error: { code: 'not_found', message: 'DEV_LOGIN is off' } });
         return true;
       }
       let userId: unknown;
@@ -32,13 +33,13 @@ export function demoRoutes(cfg: Config) {
         userId = undefined;
       }
       if (!isValidUserId(userId)) {
-        res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'bad_request', message: 'userId: 1-128 chars of [A-Za-z0-9_.:@-]' } }));
+        sendJson(res, 400, { error: { code: 'bad_request', message: 'userId: 1-128 chars of [A-Za-z0-9_.:@-]' } });
         return true;
       }
       const token = cfg.jwtSecret
         ? await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(userId).setIssuedAt().setExpirationTime('24h').sign(new TextEncoder().encode(cfg.jwtSecret))
         : null;
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ token, userId }));
+      sendJson(res, 200, { token, userId });
       return true;
     }
     return false;

@@ -1,5 +1,4 @@
 import http from 'http';
-import { AddressInfo } from 'net';
 import { Server, Socket } from 'socket.io';
 import { encode } from '@msgpack/msgpack';
 import { AuthError, createAuthenticator, Principal } from '../core/auth';
@@ -21,6 +20,7 @@ import { presenceEvents } from './presence-events';
 import { inboxEvents } from './inbox-events';
 import { publishRoute } from '../core/publish';
 import { demoRoutes } from './demo';
+import { healthRoute, listen, metricsRoute, router } from '../core/http';
 import { inSpan, SpanKind, SpanStatusCode } from '../core/telemetry';
 import { closeRecoveryGap } from './recovery-gap';
 
@@ -114,7 +114,7 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
 
   const handshake = async (socket: Socket, check: ((p: Principal, socket: Socket) => void) | undefined, next: (err?: Error) => void) => {
     try {
-      const addr = String(socket.handshake.headers['x-forwarded-for'] ?? '').split(',')[0].trim() || socket.handshake.address;
+      const addr = clientAddress(socket, cfg.trustProxyHops);
       if (!connectLimiter.take(addr)) {
         metrics.rateLimited.inc({ scope: 'connect' });
         throw new AuthError('rate_limited', 'too many connection attempts, retry later');
@@ -144,6 +144,11 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
   const pluginEvents = plugins.flatMap((p) => p.events);
   const clientEvents = new Set([...ROOM_EVENTS, ...pluginEvents]);
 
+  /** Events whose ack is not answered yet, per connection: a draining pod closes a connection once it answered them. */
+  const unanswered = new WeakMap<object, number>();
+  let moving = false;
+  const closeConn = (s: Socket) => (s.client as unknown as { conn: { close(): void } }).conn.close();
+
   /** Rate limit and unknown-event filter, before any handler. */
   const guard = (socket: Socket, known: Set<string>) => {
     const bucket = new TokenBucket(cfg.rateLimitPerSecond, cfg.rateLimitBurst);
@@ -166,6 +171,23 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
           ack({ ok: false, error: { code: 'bad_request', message: `unknown event "${String(event).slice(0, 64)}"` } });
         } else metrics.eventsDropped.inc({ reason: 'unknown_event' });
         return;
+      }
+      // Count the answer this event owes: while draining, the connection is closed only once it
+      // went out, so a client never loses the ack of an event this pod processed.
+      const last = packet.length - 1;
+      const owed = packet[last];
+      if (last > 0 && typeof owed === 'function') {
+        const conn = socket.client;
+        unanswered.set(conn, (unanswered.get(conn) ?? 0) + 1);
+        let answered = false;
+        packet[last] = (...a: unknown[]) => {
+          (owed as (...x: unknown[]) => void)(...a);
+          if (answered) return;
+          answered = true;
+          const n = (unanswered.get(conn) ?? 1) - 1;
+          unanswered.set(conn, n);
+          if (moving && n === 0) closeConn(socket);
+        };
       }
       next();
     });
@@ -224,48 +246,14 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
 
   const ready = () => started && !draining && engine.available();
 
-  const health = (req: http.IncomingMessage, res: http.ServerResponse): boolean => {
-    const url = (req.url ?? '/').split('?')[0];
-    if (url === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ok: true }));
-      return true;
-    }
-    if (url === '/readyz') {
-      const ok = ready();
-      metrics.ready.set(ok ? 1 : 0);
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, draining, redis: engine.available() }));
-      return true;
-    }
-    return false;
-  };
-
+  const health = healthRoute({ ready, draining: () => draining, redis: () => engine.available() }, metrics);
   const outbox = engine.outbox(io);
-  const routes: Array<(req: http.IncomingMessage, res: http.ServerResponse) => boolean | Promise<boolean>> = [health, publishRoute(cfg, outbox, metrics, logger), demoRoutes(cfg)];
-  httpServer.on('request', async (req, res) => {
-    if ((req.url ?? '').startsWith('/socket.io/')) return; // Socket.IO answers these
-    try {
-      for (const r of routes) if (await r(req, res)) return;
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'not_found', message: 'no such route' } }));
-    } catch (e) {
-      logger.error({ err: (e as Error).message }, 'http handler failed');
-      if (!res.headersSent) res.writeHead(500).end();
-    }
+  const onHttpError = (e: Error) => logger.error({ err: e.message }, 'http handler failed');
+  const publicRoutes = router([health, publishRoute(cfg, outbox, metrics, logger), demoRoutes(cfg)], onHttpError);
+  httpServer.on('request', (req, res) => {
+    if (!(req.url ?? '').startsWith('/socket.io/')) publicRoutes(req, res); // Socket.IO answers those
   });
-
-  const metricsHttp = http.createServer(async (req, res) => {
-    if (health(req, res)) return;
-    if ((req.url ?? '').split('?')[0] === '/metrics') {
-      try {
-        metrics.ready.set(ready() ? 1 : 0);
-        const body = await metrics.registry.metrics();
-        res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body);
-      } catch (e) {
-        res.writeHead(500).end(String((e as Error).message));
-      }
-      return;
-    }
-    res.writeHead(404).end();
-  });
+  const metricsHttp = http.createServer(router([health, metricsRoute(metrics, ready)], onHttpError));
 
   let heartbeatTimer: NodeJS.Timeout | undefined;
   let sessionTimer: NodeJS.Timeout | undefined;
@@ -295,15 +283,6 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
     for (const nsp of io._nsps.values()) for (const s of nsp.sockets.values()) ctx.persistSession(s);
   };
 
-  const listen = (server: http.Server, port: number) =>
-    new Promise<number>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, cfg.host, () => {
-        server.off('error', reject);
-        resolve((server.address() as AddressInfo).port);
-      });
-    });
-
   return {
     ctx,
     io,
@@ -311,9 +290,9 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
     metricsHttp,
     ready,
     async start() {
-      const metricsPort = await listen(metricsHttp, cfg.metricsPort);
+      const metricsPort = await listen(metricsHttp, cfg.metricsPort, cfg.host);
       await engine.ready().catch((e) => logger.warn({ err: (e as Error).message }, 'starting before Redis is ready; /readyz fails until it is'));
-      const port = await listen(httpServer, cfg.port);
+      const port = await listen(httpServer, cfg.port, cfg.host);
       started = true;
       await heartbeat();
       heartbeatTimer = setInterval(() => void heartbeat(), cfg.heartbeatIntervalMs).unref();
@@ -339,11 +318,19 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
       logger.info({ delayMs: cfg.shutdownDelayMs }, 'draining: readiness fails, waiting for the ingress to notice');
       await sleep(cfg.shutdownDelayMs);
       const deadline = Date.now() + cfg.drainTimeoutMs;
-      // Stop taking connections, then tell every client to reconnect elsewhere (a transport
-      // close: clients reconnect by themselves and recover their session on another pod).
-      httpServer.close();
+      // Tell every client to reconnect elsewhere (a transport close: clients reconnect by
+      // themselves and recover their session on another pod), then stop taking connections.
+      // The listener stays open until then: a long-polling client needs its next request to
+      // reach this pod to get its last answers and the close.
       refreshSessions();
+      // A connection with events still being handled is closed once it has answered them (bounded).
+      moving = true;
+      const owing = () => [...io._nsps.values()].flatMap((nsp) => [...nsp.sockets.values()]).filter((s) => unanswered.get(s.client));
+      for (const nsp of io._nsps.values()) for (const s of nsp.sockets.values()) if (!unanswered.get(s.client)) closeConn(s);
+      const answerBy = Math.min(deadline, Date.now() + 2000);
+      while (Date.now() < answerBy && owing().length) await sleep(20);
       closeAll();
+      httpServer.close();
       while (Date.now() < deadline && (connectionCount > 0 || inflight.size > 0)) await sleep(50);
       await Promise.race([Promise.allSettled([...inflight]), sleep(Math.max(0, deadline - Date.now()))]);
       // Memberships no other pod took over within the drain time are removed and announced.
@@ -366,6 +353,20 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
       logger.info('gateway stopped');
     },
   };
+}
+
+/**
+ * The client's address for the handshake limit: the TCP peer, or, behind `hops` trusted proxies
+ * that append to X-Forwarded-For, the entry they appended (entries further left are the client's
+ * own say and could be forged).
+ */
+export function clientAddress(socket: Pick<Socket, 'handshake'>, hops: number): string {
+  if (hops <= 0) return socket.handshake.address;
+  const xff = String(socket.handshake.headers['x-forwarded-for'] ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  return xff[xff.length - hops] ?? xff[0] ?? socket.handshake.address;
 }
 
 function sleep(ms: number): Promise<void> {

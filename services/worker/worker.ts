@@ -1,5 +1,4 @@
 import http from 'http';
-import { AddressInfo } from 'net';
 import { Server } from 'socket.io';
 import { answerAsNonGateway } from '../core/cluster-rpc';
 import type { Config } from '../core/config';
@@ -11,6 +10,7 @@ import { Presence } from '../core/presence';
 import { publishRoute } from '../core/publish';
 import { createRedis } from '../core/redis';
 import { OutboxConsumer } from './outbox-consumer';
+import { healthRoute, listen, metricsRoute, router } from '../core/http';
 
 export interface Worker {
   io: Server;
@@ -28,7 +28,7 @@ export interface Worker {
  */
 export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = createMetrics()): Worker {
   if (!cfg.redisUrl) throw new Error('the worker needs REDIS_URL');
-  const engine = createEngine(cfg, logger, metrics);
+  const engine = createEngine(cfg, logger, metrics, { holdsSockets: false });
   const io = new Server({ connectionStateRecovery: { maxDisconnectionDuration: cfg.recoveryWindowMs } });
   engine.attach(io);
   io.of('/');
@@ -88,45 +88,22 @@ export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = cre
     }
   };
 
-  const serve = async (req: http.IncomingMessage, res: http.ServerResponse, withMetrics: boolean) => {
-    const url = (req.url ?? '/').split('?')[0];
-    if (!withMetrics && (await publish(req, res))) return;
-    if (url === '/healthz') return void res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
-    if (url === '/readyz') {
-      const ok = ready();
-      metrics.ready.set(ok ? 1 : 0);
-      return void res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok, draining, redis: engine.available() }));
-    }
-    if (withMetrics && url === '/metrics') {
-      metrics.ready.set(ready() ? 1 : 0);
-      metrics.registry.metrics().then(
-        (body) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(body),
-        (e: Error) => res.writeHead(500).end(e.message),
-      );
-      return;
-    }
-    res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'not_found', message: 'no such route' } }));
-  };
-  const httpServer = http.createServer((req, res) => void serve(req, res, false).catch(() => res.writeHead(500).end()));
-  const metricsHttp = http.createServer((req, res) => void serve(req, res, true).catch(() => res.writeHead(500).end()));
+  const health = healthRoute({ ready, draining: () => draining, redis: () => engine.available() }, metrics);
+  const onHttpError = (e: Error) => logger.error({ err: e.message }, 'http handler failed');
+  const httpServer = http.createServer(router([health, publish], onHttpError));
+  const metricsHttp = http.createServer(router([health, metricsRoute(metrics, ready)], onHttpError));
   let gaugeTimer: NodeJS.Timeout | undefined;
   let trimTimer: NodeJS.Timeout | undefined;
   let timer: NodeJS.Timeout | undefined;
   let sweepTimer: NodeJS.Timeout | undefined;
-  const listen = (s: http.Server, port: number) =>
-    new Promise<number>((resolve, reject) => {
-      s.once('error', reject);
-      s.listen(port, cfg.host, () => resolve((s.address() as AddressInfo).port));
-    });
-
   return {
     io,
     ready,
     reapOnce,
     async start() {
-      const metricsPort = await listen(metricsHttp, cfg.metricsPort);
+      const metricsPort = await listen(metricsHttp, cfg.metricsPort, cfg.host);
       await engine.ready().catch((e) => logger.warn({ err: (e as Error).message }, 'starting before Redis is ready'));
-      const port = await listen(httpServer, cfg.port);
+      const port = await listen(httpServer, cfg.port, cfg.host);
       started = true;
       timer = setInterval(() => {
         if (reaping) return;

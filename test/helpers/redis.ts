@@ -82,7 +82,7 @@ export async function startRedis(opts: { appendonly?: boolean; args?: string[] }
     port,
     dir,
     async stop(hard = false) {
-      if (proc.exitCode !== null) return;
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
       const exited = new Promise((r) => proc.once('exit', r));
       proc.kill(hard ? 'SIGKILL' : 'SIGTERM');
       await exited;

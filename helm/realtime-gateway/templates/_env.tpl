@@ -23,6 +23,7 @@ maxHttpBufferSize: MAX_HTTP_BUFFER_SIZE
 rateLimitPerSecond: RATE_LIMIT_EVENTS_PER_SECOND
 rateLimitBurst: RATE_LIMIT_BURST
 connectRatePerSecond: CONNECT_RATE_LIMIT_PER_SECOND
+trustProxyHops: TRUST_PROXY_HOPS
 maxConnections: MAX_CONNECTIONS
 outboundSoftBytes: OUTBOUND_BUFFER_SOFT_BYTES
 outboundMaxBytes: OUTBOUND_BUFFER_MAX_BYTES
