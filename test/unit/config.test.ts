@@ -183,6 +183,13 @@ describe('loadConfig: cross checks', () => {
     expect(problems({ JWT_SECRET: SECRET, API_KEYS: 'short' })).toEqual(['every API_KEYS entry must be at least 16 characters long']);
   });
 
+  test('DEV_LOGIN needs a secret to sign with (or insecure mode)', () => {
+    const pem = '-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----';
+    expect(problems({ JWT_PUBLIC_KEY: pem, DEV_LOGIN: 'true' })).toEqual(['DEV_LOGIN=true needs JWT_SECRET (or AUTH_MODE=insecure)']);
+    expect(loadConfig({ JWT_SECRET: SECRET, DEV_LOGIN: 'true' }).devLogin).toBe(true);
+    expect(loadConfig({ AUTH_MODE: 'insecure', DEV_LOGIN: 'true' }).devLogin).toBe(true);
+  });
+
   test('several cross-check problems are reported together', () => {
     const p = problems({ JWT_SECRET: 'short', OUTBOUND_BUFFER_SOFT_BYTES: '2000000', REDIS_CLUSTER: 'true' });
     expect(p).toEqual(expect.arrayContaining(['JWT_SECRET must be at least 32 bytes long', 'OUTBOUND_BUFFER_SOFT_BYTES must not exceed OUTBOUND_BUFFER_MAX_BYTES', 'REDIS_CLUSTER=true needs REDIS_URL']));
