@@ -9,17 +9,19 @@ import type { Metrics } from './metrics';
 import { createRedis, defineScripts, RedisClient, waitReady } from './redis';
 import { RedisStore } from './redis-store';
 import type { Store } from './store';
-import { contextFrom, inSpan, origin, SpanKind, traceparentOf } from './telemetry';
+import { contextFrom, inSpan, SpanKind, traceparentOf } from './telemetry';
 import { MemoryPresence, PresenceStore, RedisPresence } from './presence';
 import { InboxStore, MemoryInbox, RedisInbox } from './inbox';
 import { DirectOutbox, Outbox, RedisOutbox } from './publish';
 
 /** Packets whose adapter publish (XADD) failed: `broadcast()` turns them into `unavailable`. */
 const failedPackets = new WeakSet<object>();
+/** Where a broadcast packet's message started, for the stream entry (delivery latency on other pods). */
+const packetOrigins = new WeakMap<object, Origin>();
 /** ClusterAdapter message type of a broadcast. */
 const BROADCAST = 3;
-/** Observes end-to-end delivery latency (origin timestamp to socket write on this pod). */
-let observeLatency: ((kind: string, seconds: number) => void) | undefined;
+/** Per Socket.IO server: observes end-to-end delivery latency (origin timestamp to socket write on this pod). */
+const latencyObservers = new WeakMap<object, (kind: string, seconds: number) => void>();
 
 /**
  * The engine: in-memory (single node, no REDIS_URL) or Redis (Streams adapter + Redis store).
@@ -47,9 +49,13 @@ export interface Engine {
 }
 
 /** Creates the engine for the configuration. */
-export function createEngine(cfg: Config, logger: Logger, metrics: Metrics): Engine {
+export function createEngine(cfg: Config, logger: Logger, metrics: Metrics, opts: { holdsSockets?: boolean } = {}): Engine {
   const keys = new Keys(cfg.keyPrefix);
-  observeLatency = (kind, seconds) => metrics.deliveryLatency.observe({ kind }, seconds);
+  // Only a process that writes to sockets (a gateway) measures delivery latency.
+  const holdsSockets = opts.holdsSockets !== false;
+  const observe = (io: Server) => {
+    if (holdsSockets) latencyObservers.set(io, (kind, seconds) => metrics.deliveryLatency.observe({ kind }, seconds));
+  };
   const inboxOpts = { maxLen: cfg.inboxMaxLen, maxAgeMs: cfg.inboxMaxAgeMs, dedupWindowMs: cfg.idempotencyWindowMs };
   if (!cfg.redisUrl) {
     const store = new MemoryStore();
@@ -61,8 +67,9 @@ export function createEngine(cfg: Config, logger: Logger, metrics: Metrics): Eng
       presence: new MemoryPresence(),
       inbox,
       outbox: (io) => new DirectOutbox(io, inbox, metrics, cfg.idempotencyWindowMs),
-      attach() {
-        /* the default in-memory adapter (session-aware when recovery is on) */
+      attach(io: Server) {
+        // The default in-memory adapter (session-aware when recovery is on).
+        observe(io);
       },
       available: () => true,
       ready: async () => undefined,
@@ -85,11 +92,12 @@ export function createEngine(cfg: Config, logger: Logger, metrics: Metrics): Eng
     kind: 'redis',
     keys,
     store,
-    presence: new RedisPresence(redis, keys),
+    presence: new RedisPresence(redis, keys, { streamMaxLen: cfg.adapterStreamMaxLen }),
     inbox: new RedisInbox(redis, keys, inboxOpts),
     outbox: () => new RedisOutbox(redis, keys, cfg.idempotencyWindowMs),
     redis,
     attach(io: Server) {
+      observe(io);
       const factory = createAdapter(adapterRedis, {
         streamName: keys.adapterStream(),
         streamCount: 1,
@@ -110,11 +118,11 @@ export function createEngine(cfg: Config, logger: Logger, metrics: Metrics): Eng
         // pods that emit them continue the trace and measure end-to-end latency.
         adapter.onMessage = (m, offset) => {
           if (offset && m?.uid !== adapter.uid) metrics.adapterReadLag.observe(Math.max(0, Date.now() - Number(offset.split('-')[0])) / 1000);
-          if (m?.type !== BROADCAST || m.uid === adapter.uid || !m.data || (!m.data.tp && !m.data.ts)) return receive(m, offset);
+          if (!holdsSockets || m?.type !== BROADCAST || m.uid === adapter.uid || !m.data || (!m.data.tp && !m.data.ts)) return receive(m, offset);
           const { tp, ts, k } = m.data;
           return inSpan('adapter emit', { kind: SpanKind.CONSUMER, parent: contextFrom(tp), attributes: { 'messaging.system': 'redis-streams', 'socket.io.namespace': nsp.name } }, async () => {
             receive(m, offset);
-            if (ts) observeLatency?.(k ?? 'room', Math.max(0, Date.now() - ts) / 1000);
+            if (ts) latencyObservers.get(io)?.(k ?? 'room', Math.max(0, Date.now() - ts) / 1000);
           });
         };
         adapter.doPublish = (m) =>
@@ -122,7 +130,7 @@ export function createEngine(cfg: Config, logger: Logger, metrics: Metrics): Eng
             .then(() => {
               if (m?.type === BROADCAST && m.data) {
                 const tp = traceparentOf();
-                const o = origin.getStore();
+                const o = m.data.packet ? packetOrigins.get(m.data.packet) : undefined;
                 if (tp) m.data.tp = tp;
                 if (o) {
                   m.data.ts = o.ts;
@@ -160,16 +168,24 @@ export function createEngine(cfg: Config, logger: Logger, metrics: Metrics): Eng
   };
 }
 
+/** When and as what a message started (its timestamp and kind), for the delivery latency metric. */
+export interface Origin {
+  ts: number;
+  kind: string;
+}
+
 /** What a broadcast targets; rooms empty = the whole namespace. */
 export interface Target {
   rooms?: string[];
   except?: string[];
   volatile?: boolean;
+  origin?: Origin;
 }
 
 /** Broadcasts one event through the adapter (all pods) and resolves once it is published; `unavailable` when the publish failed. */
 export async function broadcast(nsp: Namespace, target: Target, event: string, ...args: unknown[]): Promise<void> {
   const packet = { type: 2, data: [event, ...args] };
+  if (target.origin) packetOrigins.set(packet, target.origin);
   const flags: Record<string, boolean> = {};
   if (target.volatile) flags.volatile = true;
   await (nsp.adapter as unknown as { broadcast(p: object, o: object): Promise<void> | void }).broadcast(packet, {
@@ -178,6 +194,6 @@ export async function broadcast(nsp: Namespace, target: Target, event: string, .
     flags,
   });
   if (failedPackets.has(packet)) throw new UnavailableError('the message could not be published (Redis unavailable)');
-  const o = origin.getStore();
-  if (o) observeLatency?.(o.kind, Math.max(0, Date.now() - o.ts) / 1000);
+  const o = target.origin;
+  if (o) latencyObservers.get(nsp.server)?.(o.kind, Math.max(0, Date.now() - o.ts) / 1000);
 }

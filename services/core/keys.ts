@@ -64,6 +64,15 @@ export class Keys {
     assert(USER_ID_RE.test(userId), 'user id', userId);
     return `${this.prefix}:presence:{${nsp}|${userId}}`;
   }
+  /**
+   * Last announced presence transition of (namespace, user). Its hash tag is the adapter stream
+   * key, so that one script can append the announcement to the stream and record it (one slot).
+   */
+  presenceAnnounced(nsp: string, userId: string): string {
+    assert(NSP_RE.test(nsp), 'namespace', nsp);
+    assert(USER_ID_RE.test(userId), 'user id', userId);
+    return `{${this.adapterStream()}}:presence-announced:${nsp}|${userId}`;
+  }
   /** Users whose offline decision is pending: member "nsp\nuserId", score = deadline (ms). */
   presenceDue(): string {
     return `${this.prefix}:presence-due`;

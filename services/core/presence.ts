@@ -23,6 +23,8 @@ export interface Transition {
   status: Status;
   lastSeen: number;
   version: number;
+  /** The due-set entry this offline was decided from (Redis): settled once it is announced. */
+  due?: { member: string; score: string };
 }
 
 /** The engine-specific part of presence; each method is one atomic transition. */
@@ -30,8 +32,19 @@ export interface PresenceStore {
   connect(nsp: string, userId: string, sid: string, pod: string, now: number): Promise<Transition | null>;
   /** Removes a socket; when it was the user's last, offline becomes pending until `deadline`. */
   disconnect(nsp: string, userId: string, sid: string, pod: string, now: number, deadline: number): Promise<void>;
-  /** Decides every pending offline whose deadline passed; returns the transitions to announce. */
+  /**
+   * Decides every pending offline whose deadline passed; returns the transitions to announce,
+   * including ones decided earlier by a caller that died before announcing them.
+   */
   finalizeDue(now: number, limit: number): Promise<Transition[]>;
+  /**
+   * Publishes a transition to the subscribers on every pod, at most once per version and never
+   * after a newer one (a retried or overtaken announcement is skipped); false when skipped.
+   * Stores without it are announced with a plain broadcast.
+   */
+  announce?(t: Transition, payload: PresenceEntry): Promise<boolean>;
+  /** Called once a transition from finalizeDue is announced: it no longer needs to be. */
+  settle?(t: Transition): Promise<void>;
   get(nsp: string, userIds: string[]): Promise<PresenceEntry[]>;
   /** The sockets a pod holds: what the reaper removes when the pod dies. */
   podSockets(pod: string): Promise<Array<{ nsp: string; sid: string; userId: string }>>;
@@ -45,6 +58,9 @@ type Scripted = RedisClient & {
   presenceConnect(k: string, sid: string, pod: string, now: number): Promise<[number, number, string]>;
   presenceDisconnect(k: string, sid: string, pod: string, now: number, deadline: number): Promise<[number]>;
   presenceFinalize(k: string, now: number): Promise<[number, number, string | null]>;
+  presenceSettle(k: string, v: number): Promise<number>;
+  presenceDueSettle(k: string, member: string, score: string): Promise<number>;
+  presenceAnnounce(stream: string, last: string, v: number, status: string, maxLen: number, ttlMs: number, ...fields: string[]): Promise<string | null>;
   onlineUpdate(k: string, userId: string, v: number, s: string): Promise<number>;
 };
 
@@ -53,10 +69,20 @@ function entry(userId: string, vals: (string | null)[] | undefined): PresenceEnt
   return { userId, status: status === 'online' ? 'online' : 'offline', lastSeen: lastSeen ? Number(lastSeen) : null };
 }
 
+/** Adapter uid of presence announcements: no pod's, so every pod (the announcer too) delivers them. */
+const ANNOUNCER_UID = 'presence';
+/** ClusterAdapter message type of a broadcast. */
+const BROADCAST = '3';
+/**
+ * How long the last announced version of a user is kept: longer than any retry of an
+ * announcement (a sweeper that died is replaced within a sweep period) or race between two.
+ */
+const ANNOUNCED_TTL_MS = 60_000;
+
 /** Presence in Redis: one hash per (namespace, user), one Lua script per transition. */
 export class RedisPresence implements PresenceStore {
   private r: Scripted;
-  constructor(client: RedisClient, private keys: Keys) {
+  constructor(client: RedisClient, private keys: Keys, private opts: { streamMaxLen: number } = { streamMaxLen: 100000 }) {
     this.r = client as Scripted;
   }
 
@@ -81,15 +107,33 @@ export class RedisPresence implements PresenceStore {
 
   async finalizeDue(now: number, limit: number): Promise<Transition[]> {
     this.check();
-    const due = await this.r.zrangebyscore(this.keys.presenceDue(), '-inf', now, 'LIMIT', 0, limit);
+    const due = await this.r.zrangebyscore(this.keys.presenceDue(), '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit);
     const out: Transition[] = [];
-    for (const member of due) {
+    for (let i = 0; i < due.length; i += 2) {
+      const [member, score] = [due[i], due[i + 1]];
       const [nsp, userId] = member.split('\n');
       const [code, v, lastSeen] = await this.r.presenceFinalize(this.keys.presence(nsp, userId), now);
-      if (code === 1) out.push({ nsp, userId, status: 'offline', lastSeen: Number(lastSeen), version: v });
-      if (code !== -1) await this.r.zrem(this.keys.presenceDue(), member);
+      // Decided now (1) or earlier by a caller that may have died before announcing (2): the
+      // entry stays due until the announcement is done, so that a crash loses nothing.
+      if (code === 1 || code === 2) out.push({ nsp, userId, status: 'offline', lastSeen: Number(lastSeen), version: v, due: { member, score } });
+      else if (code === 0) await this.r.presenceDueSettle(this.keys.presenceDue(), member, score);
     }
     return out;
+  }
+
+  async announce(t: Transition, payload: PresenceEntry): Promise<boolean> {
+    this.check();
+    // The adapter's own stream entry for a broadcast to the presence room: every pod delivers it
+    // (and recovering clients replay it), exactly as if a pod had broadcast it.
+    const data = JSON.stringify({ packet: { type: 2, data: ['presence', payload], nsp: t.nsp }, opts: { rooms: [presenceRoom(t.userId)], except: [], flags: {} } });
+    const id = await this.r.presenceAnnounce(this.keys.adapterStream(), this.keys.presenceAnnounced(t.nsp, t.userId), t.version, t.status, this.opts.streamMaxLen, ANNOUNCED_TTL_MS, 'uid', ANNOUNCER_UID, 'nsp', t.nsp, 'type', BROADCAST, 'data', data);
+    return id !== null;
+  }
+
+  async settle(t: Transition): Promise<void> {
+    if (!t.due) return;
+    await this.r.presenceSettle(this.keys.presence(t.nsp, t.userId), t.version);
+    await this.r.presenceDueSettle(this.keys.presenceDue(), t.due.member, t.due.score);
   }
 
   async get(nsp: string, userIds: string[]): Promise<PresenceEntry[]> {
@@ -237,19 +281,40 @@ export class Presence {
     private opts: { pod: string; graceMs: number; logger: Logger; metrics: Metrics },
   ) {}
 
-  /** Announces a transition and records it in the online count. */
-  async announce(t: Transition): Promise<void> {
-    this.opts.metrics.presenceTransitions.inc({ kind: t.status });
-    await broadcast(this.io.of(t.nsp), { rooms: [presenceRoom(t.userId)] }, 'presence', { userId: t.userId, status: t.status, lastSeen: t.lastSeen });
+  /** Announces a transition (once) and records it in the online count; false when it was skipped. */
+  async announce(t: Transition): Promise<boolean> {
+    const payload: PresenceEntry = { userId: t.userId, status: t.status, lastSeen: t.lastSeen };
+    let sent = true;
+    if (this.store.announce) sent = await this.store.announce(t, payload);
+    else await broadcast(this.io.of(t.nsp), { rooms: [presenceRoom(t.userId)] }, 'presence', payload);
+    if (sent) this.opts.metrics.presenceTransitions.inc({ kind: t.status });
+    // Versioned, so recording again after a retried announcement changes nothing.
     await this.store.recordOnline(t).catch((e) => this.opts.logger.debug({ err: (e as Error).message }, 'online count update failed'));
+    return sent;
   }
 
+  /**
+   * Connects of this pod still being recorded, by namespace and socket id. A socket that goes
+   * away at once must not be removed before it is recorded: on a Redis Cluster the commands of
+   * the two go to different nodes and could cross, leaving a socket that never disconnects.
+   */
+  private connecting = new Map<string, Promise<unknown>>();
+
   async connected(nsp: string, userId: string, sid: string): Promise<void> {
-    const t = await this.store.connect(nsp, userId, sid, this.opts.pod, Date.now());
-    if (t) await this.announce(t);
+    const k = `${nsp}\n${sid}`;
+    const p = this.store.connect(nsp, userId, sid, this.opts.pod, Date.now());
+    this.connecting.set(k, p);
+    try {
+      const t = await p;
+      if (t) await this.announce(t);
+    } finally {
+      if (this.connecting.get(k) === p) this.connecting.delete(k);
+    }
   }
 
   async disconnected(nsp: string, userId: string, sid: string, pod = this.opts.pod, deadline?: number): Promise<void> {
+    const recording = this.connecting.get(`${nsp}\n${sid}`);
+    if (recording) await recording.catch(() => undefined);
     const now = Date.now();
     await this.store.disconnect(nsp, userId, sid, pod, now, deadline ?? now + this.opts.graceMs);
   }
@@ -257,12 +322,16 @@ export class Presence {
   /** Decides and announces every offline whose grace period is over. */
   async sweep(): Promise<number> {
     let n = 0;
-    for (;;) {
+    // Bounded: a pass that cannot settle its entries (Redis trouble) ends and the next one retries.
+    for (let pass = 0; pass < 50; pass++) {
       const ts = await this.store.finalizeDue(Date.now(), 200);
-      for (const t of ts) await this.announce(t);
-      n += ts.length;
+      for (const t of ts) {
+        if (await this.announce(t)) n++;
+        await this.store.settle?.(t);
+      }
       if (ts.length < 200) return n;
     }
+    return n;
   }
 
   /** Removes every socket a dead pod held; their offlines are announced by the sweep. */

@@ -101,12 +101,13 @@ export function decodeEntry(entryId: string, fields: string[], cfg: Pick<Config,
 /** Delivers one publish: rooms/all through the adapter (every pod), a user through the inbox then live. */
 export async function deliver(io: Server, inbox: InboxStore, p: Publish, metrics: Metrics): Promise<void> {
   const nsp = io.of(p.namespace);
+  const origin = { ts: p.timestamp, kind: 'publish' };
   if (p.target.kind === 'user') {
     const { appended } = await inbox.append(p.namespace, p.target.userId, { kind: 'publish', event: p.event, data: p.data, publishId: p.id, timestamp: p.timestamp, traceparent: p.traceparent }, p.id);
     if (appended) metrics.inboxAppends.inc({ kind: 'publish' });
-    await broadcast(nsp, { rooms: [userRoom(p.target.userId)] }, p.event, p.data);
+    await broadcast(nsp, { rooms: [userRoom(p.target.userId)], origin }, p.event, p.data);
   } else {
-    await broadcast(nsp, { rooms: p.target.kind === 'rooms' ? p.target.rooms : [] }, p.event, p.data);
+    await broadcast(nsp, { rooms: p.target.kind === 'rooms' ? p.target.rooms : [], origin }, p.event, p.data);
   }
   metrics.deliveries.inc({ target: p.target.kind });
 }

@@ -30,7 +30,10 @@ export function createRedis(url: string, opts: { cluster?: boolean; role: string
     const u = new URL(url);
     client = new Cluster([{ host: u.hostname, port: Number(u.port || 6379) }], {
       clusterRetryStrategy: retryDelay,
-      enableOfflineQueue: !opts.failFast,
+      // Always on for a cluster: with it off, ioredis rejects any command routed to a node
+      // connection that is still connecting (its own ready check included), so a new client
+      // flaps and fails commands at random. Fail-fast callers check `status === 'ready'` first.
+      enableOfflineQueue: true,
       enableAutoPipelining: true,
       redisOptions: { ...base, password: u.password || undefined, username: u.username || undefined },
     });

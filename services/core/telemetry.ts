@@ -1,5 +1,4 @@
-import { AsyncLocalStorage } from 'async_hooks';
-import { context, Context, propagation, ROOT_CONTEXT, Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import { context, Context, INVALID_SPAN_CONTEXT, propagation, ROOT_CONTEXT, Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Logger } from './logger';
 
 /** The tracer every span of both services comes from. */
@@ -26,12 +25,14 @@ export async function startTracing(service: string, logger: Logger): Promise<() 
   const { NodeSDK } = await import('@opentelemetry/sdk-node');
   const sdk = new NodeSDK({ instrumentations: [] });
   sdk.start();
+  tracingOn = true;
   logger.info({ endpoint: process.env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? process.env.OTEL_EXPORTER_OTLP_ENDPOINT }, 'tracing on');
   return () => sdk.shutdown().catch((e) => logger.warn({ err: (e as Error).message }, 'tracing shutdown failed'));
 }
 
 /** W3C traceparent of `ctx` (the active context by default), for carrying inside stream entries. */
 export function traceparentOf(ctx: Context = context.active()): string | undefined {
+  if (!tracingOn) return undefined;
   const carrier: Record<string, string> = {};
   propagation.inject(ctx, carrier);
   return carrier.traceparent;
@@ -43,8 +44,13 @@ export function contextFrom(traceparent: string | undefined): Context {
   return propagation.extract(ROOT_CONTEXT, { traceparent });
 }
 
+/** True once startTracing started the SDK: spans are skipped entirely otherwise (hot paths). */
+let tracingOn = false;
+const NO_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
+
 /** Runs `fn` in a new span (child of `parent` or the active context), recording errors. */
 export async function inSpan<T>(name: string, opts: { kind?: SpanKind; parent?: Context; attributes?: Record<string, string | number | boolean> }, fn: (span: Span) => Promise<T>): Promise<T> {
+  if (!tracingOn) return fn(NO_SPAN);
   const parent = opts.parent ?? context.active();
   const span = tracer().startSpan(name, { kind: opts.kind ?? SpanKind.INTERNAL, attributes: opts.attributes }, parent);
   try {
@@ -57,8 +63,5 @@ export async function inSpan<T>(name: string, opts: { kind?: SpanKind; parent?: 
     span.end();
   }
 }
-
-/** Where a message started (its timestamp and kind), for the end-to-end delivery latency metric. */
-export const origin = new AsyncLocalStorage<{ ts: number; kind: string }>();
 
 export { SpanKind, SpanStatusCode, context, trace };

@@ -5,7 +5,7 @@ import { GatewayError } from '../core/errors';
 import { isReservedRoom, isValidUserId, userRoom } from '../core/keys';
 import { adminBroadcastSchema, adminDisconnectSchema } from '../core/schemas';
 import type { GatewayContext } from './context';
-import { handle, parse } from './events';
+import { Handler, parse } from './events';
 import { clientRooms } from './rooms';
 
 // Above the adapter's own 5 s request timeout: a frozen pod then costs 5 s, but the answers of
@@ -121,11 +121,9 @@ export function broadcastWithAck(nsp: Namespace, room: string | undefined, event
   });
 }
 
-/** Registers the events of the `/admin` namespace. */
-export function registerAdminEvents(ctx: GatewayContext, socket: Socket): void {
-  const on = (event: string, fn: (...a: unknown[]) => Promise<object>) => handle(socket, event, ctx.metrics, ctx.logger, fn);
-
-  on('admin:stats', async () => {
+/** The events of the `/admin` namespace. */
+export const adminHandlers: Record<string, Handler> = {
+  async 'admin:stats'(ctx) {
     ctx.requireAvailable();
     const [heartbeats, remote] = await Promise.all([ctx.engine.store.pods(), askAll<LocalStats | null>(ctx.io.of('/'), RPC.stats, null, RPC_TIMEOUT_MS)]);
     const all = [localStats(ctx), ...remote.filter((s): s is LocalStats => !!s)];
@@ -139,9 +137,9 @@ export function registerAdminEvents(ctx: GatewayContext, socket: Socket): void {
     const users = new Set(all.flatMap((s) => s.users));
     const rooms = new Set(all.flatMap((s) => s.rooms));
     return { pods, connections: all.reduce((n, s) => n + s.connections, 0), onlineUsers: users.size, rooms: rooms.size };
-  });
+  },
 
-  on('admin:broadcast', async (raw) => {
+  async 'admin:broadcast'(ctx, _socket, raw) {
     const b = parse(adminBroadcastSchema, raw);
     if (b.room && isReservedRoom(b.room)) throw new GatewayError('forbidden', `room "${b.room}" is reserved`);
     ctx.requireAvailable();
@@ -149,14 +147,13 @@ export function registerAdminEvents(ctx: GatewayContext, socket: Socket): void {
     const nsp = resolveNamespace(ctx, b.namespace ?? '/');
     if (!existed) await adapterSubscribed(ctx, nsp);
     return broadcastWithAck(nsp, b.room, b.event, b.data, b.timeoutMs ?? 5000);
-  });
+  },
 
-  on('admin:disconnect-user', async (raw) => {
+  async 'admin:disconnect-user'(ctx, _socket, raw) {
     const { userId } = parse(adminDisconnectSchema, raw);
     ctx.requireAvailable();
     const remote = await askAll<number>(ctx.io.of('/'), RPC.disconnectUser, userId, RPC_TIMEOUT_MS);
     const local = disconnectLocalUser(ctx, userId);
     return { disconnected: local + remote.reduce((a, b) => a + (Number(b) || 0), 0) };
-  });
-}
-
+  },
+};

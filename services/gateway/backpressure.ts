@@ -2,10 +2,13 @@ import path from 'path';
 import type { Server, Socket } from 'socket.io';
 import type { Metrics } from '../core/metrics';
 
+const STATE = Symbol('rtg.outbound');
+
 interface EngineConn {
   transport: { name: string; writable: boolean; socket?: { bufferedAmount?: number; terminate?: () => void } };
-  on(ev: 'flush' | 'drain', fn: () => void): void;
+  on(ev: 'flush' | 'drain', fn: (this: EngineConn) => void): void;
   close(discard?: boolean): void;
+  [STATE]?: State;
 }
 
 interface EngineClient {
@@ -22,10 +25,11 @@ interface Limits {
 }
 
 interface State {
+  limits: Limits;
   /** Bytes handed to Engine.IO since its last flush to the transport. */
   queued: number;
-  /** When the buffer last went from empty to non-empty (undefined while empty). */
-  pendingSince?: number;
+  /** When the buffer last went from empty to non-empty (0 while empty). */
+  pendingSince: number;
   cut: boolean;
   /** Limits apply once the connection handler ran (see armOutboundBound). */
   armed: boolean;
@@ -39,34 +43,40 @@ const BURST_GRACE_MS = 1000;
 const BURST_FACTOR = 4;
 
 const limitsByServer = new WeakMap<object, Limits>();
-const states = new WeakMap<object, State>();
+/** Encoded size of a broadcast's packets, computed once for all its recipients. */
+const sizes = new WeakMap<object, number>();
 let patched = false;
 
 function wsBuffered(conn: EngineConn): number {
   return conn.transport.name === 'websocket' ? conn.transport.socket?.bufferedAmount ?? 0 : 0;
 }
 
-function stateOf(client: EngineClient): State {
-  let st = states.get(client);
+// Shared listeners (`this` is the Engine.IO connection): nothing is allocated per connection but the state.
+function onFlush(this: EngineConn): void {
+  const st = this[STATE];
+  if (st) st.queued = 0;
+}
+function onDrain(this: EngineConn): void {
+  const st = this[STATE];
+  if (st && wsBuffered(this) === 0) st.pendingSince = 0;
+}
+
+function stateOf(client: EngineClient, limits: Limits): State {
+  const conn = client.conn;
+  let st = conn[STATE];
   if (!st) {
-    const s: State = { queued: 0, cut: false, armed: false, allowance: 0 };
-    st = s;
-    states.set(client, s);
-    client.conn.on('flush', () => {
-      s.queued = 0;
-    });
-    client.conn.on('drain', () => {
-      if (wsBuffered(client.conn) === 0) s.pendingSince = undefined;
-    });
+    st = { limits, queued: 0, pendingSince: 0, cut: false, armed: false, allowance: 0 };
+    conn[STATE] = st;
+    conn.on('flush', onFlush);
+    conn.on('drain', onDrain);
   }
   return st;
 }
 
 /** Bytes buffered for the socket's connection right now. */
 export function bufferedBytes(socket: Socket): number {
-  const client = socket.client as unknown as EngineClient;
-  const st = states.get(client);
-  return (st?.queued ?? 0) + wsBuffered(client.conn);
+  const conn = (socket.client as unknown as EngineClient).conn;
+  return (conn[STATE]?.queued ?? 0) + wsBuffered(conn);
 }
 
 /** Resolves once the socket's buffer is below `bytes` (or it disconnected, or `timeoutMs` passed): paces bulk sends. */
@@ -79,16 +89,28 @@ export async function waitBelow(socket: Socket, bytes: number, timeoutMs = 30000
   return socket.connected;
 }
 
-function packetBytes(p: unknown): number {
+function byteSize(p: unknown): number {
   if (typeof p === 'string') return Buffer.byteLength(p);
   if (p && typeof (p as { byteLength?: number }).byteLength === 'number') return (p as { byteLength: number }).byteLength;
   return 0;
 }
 
-function cut(client: EngineClient, st: State, limits: Limits): void {
+/** Size of what one write sends; a broadcast hands the same array to every recipient, so it is measured once. */
+function packetsBytes(packets: unknown): { size: number; count: number } {
+  if (!Array.isArray(packets)) return { size: byteSize(packets), count: 1 };
+  let size = sizes.get(packets);
+  if (size === undefined) {
+    size = 0;
+    for (const p of packets) size += byteSize(p);
+    sizes.set(packets, size);
+  }
+  return { size, count: packets.length };
+}
+
+function cut(client: EngineClient, st: State): void {
   st.cut = true;
-  limits.metrics.slowConsumerDisconnects.inc();
-  limits.onCut();
+  st.limits.metrics.slowConsumerDisconnects.inc();
+  st.limits.onCut();
   // Terminate at once (a polite close would keep the backlog in memory while it drains).
   const conn = client.conn;
   const raw = conn.transport.socket;
@@ -98,22 +120,24 @@ function cut(client: EngineClient, st: State, limits: Limits): void {
 
 /** The bounded write: every packet to a client of a bounded server passes here. */
 function boundedWrite(this: EngineClient, write: EngineClient['writeToEngine'], packets: unknown, opts: { volatile?: boolean }): void {
-  const limits = limitsByServer.get(this.server);
-  if (!limits) return write.call(this, packets, opts);
-  const st = stateOf(this);
-  if (st.cut) return;
-  const list = Array.isArray(packets) ? packets : [packets];
-  let size = 0;
-  for (const p of list) size += packetBytes(p);
   const conn = this.conn;
+  let st = conn[STATE];
+  if (!st) {
+    const limits = limitsByServer.get(this.server);
+    if (!limits) return write.call(this, packets, opts);
+    st = stateOf(this, limits);
+  }
+  if (st.cut) return;
+  const { size, count } = packetsBytes(packets);
   if (!st.armed) {
     st.queued += size;
     return write.call(this, packets, opts);
   }
+  const limits = st.limits;
   // A recovery replay written before arming is bounded by the adapter stream, not by these
   // limits: only what is buffered beyond what is left of it counts.
   const raw = st.queued + wsBuffered(conn);
-  st.allowance = Math.min(st.allowance, raw);
+  if (st.allowance > raw) st.allowance = raw;
   const buffered = raw - st.allowance;
   if (opts?.volatile) {
     if (!conn.transport.writable && conn.transport.name !== 'websocket') {
@@ -125,12 +149,14 @@ function boundedWrite(this: EngineClient, write: EngineClient['writeToEngine'], 
       return;
     }
   }
-  const now = Date.now();
   const total = buffered + size;
-  if (total > limits.hard && (total > limits.hard * BURST_FACTOR || now - (st.pendingSince ?? now) > BURST_GRACE_MS)) return cut(this, st, limits);
-  if (buffered === 0 || st.pendingSince === undefined) st.pendingSince = now;
+  if (total > limits.hard) {
+    const now = Date.now();
+    if (total > limits.hard * BURST_FACTOR || (st.pendingSince && now - st.pendingSince > BURST_GRACE_MS)) return cut(this, st);
+    if (!st.pendingSince) st.pendingSince = now;
+  } else if (!st.pendingSince && raw === 0) st.pendingSince = Date.now();
   st.queued += size;
-  limits.metrics.packetsSent.inc(list.length);
+  limits.metrics.pending.packetsSent += count;
   // The volatile decision is made above (counted); Socket.IO would otherwise silently drop a
   // volatile packet whenever the websocket is busy with the previous write, even far below `soft`.
   write.call(this, packets, opts?.volatile ? { ...opts, volatile: false } : opts);
@@ -139,7 +165,9 @@ function boundedWrite(this: EngineClient, write: EngineClient['writeToEngine'], 
 /** Starts enforcing the limits on the socket's connection (from its connection handler). */
 export function armOutboundBound(socket: Socket): void {
   const client = socket.client as unknown as EngineClient;
-  const st = stateOf(client);
+  const limits = limitsByServer.get(client.server);
+  if (!limits) return;
+  const st = stateOf(client, limits);
   if (st.armed) return;
   st.armed = true;
   st.allowance = st.queued + wsBuffered(client.conn);
@@ -147,11 +175,11 @@ export function armOutboundBound(socket: Socket): void {
 
 /**
  * Bounds the bytes buffered for each connection of `io` (all its namespaces) once armed
- * (a recovery replay before that is bounded by the adapter stream instead). Above `soft`, volatile packets are dropped; above
- * `hard`, the transport is cut (the client sees "transport close", reconnects and recovers) —
- * unless the buffer only just filled: a burst is tolerated for 1 s, up to 4x `hard`, so a
- * healthy reader is not cut for one large batch. Counting is O(1) per write: bytes queued in
- * Engine.IO since its last flush plus what the websocket still holds.
+ * (a recovery replay before that is bounded by the adapter stream instead). Above `soft`,
+ * volatile packets are dropped; above `hard`, the transport is cut (the client sees "transport
+ * close", reconnects and recovers) — unless the buffer only just filled: a burst is tolerated for
+ * 1 s, up to 4x `hard`, so a healthy reader is not cut for one large batch. O(1) per write: bytes
+ * queued in Engine.IO since its last flush plus what the websocket still holds.
  */
 export function boundOutboundBuffers(io: Server, soft: number, hard: number, metrics: Metrics, onCut: () => void): void {
   limitsByServer.set(io, { soft, hard, metrics, onCut });

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { errorBody, GatewayError } from '../core/errors';
 import type { Logger } from '../core/logger';
 import type { Metrics } from '../core/metrics';
+import type { GatewayContext } from './context';
 import { zodMessage } from '../core/schemas';
 import { inSpan, SpanKind, SpanStatusCode } from '../core/telemetry';
 
@@ -22,44 +23,44 @@ export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   return r.data;
 }
 
+/** A client event's handler: shared by every socket (no per-socket closures), answers through the ack. */
+export type Handler = (ctx: GatewayContext, socket: Socket, ...args: unknown[]) => Promise<object>;
+
 /**
- * Registers a client event: requires an ack (without one the event is dropped and counted),
- * runs the handler, and always answers `{ ok: true, ...result }` or `{ ok: false, error }`.
+ * Runs one client event: requires an ack (without one the event is dropped and counted), runs
+ * the handler, and always answers `{ ok: true, ...result }` or `{ ok: false, error }`.
  * A handler can never crash the process or disconnect the socket.
  */
-export function handle(socket: Socket, event: string, metrics: Metrics, logger: Logger, fn: (...args: unknown[]) => Promise<object>): void {
-  socket.on(event, (...raw: unknown[]) => {
-    const { args, ack } = splitAck(raw);
-    if (!ack) {
-      metrics.eventsDropped.inc({ reason: 'no_ack' });
-      metrics.eventsReceived.inc({ event, outcome: 'no_ack' });
-      return;
-    }
-    const end = metrics.eventDuration.startTimer({ event });
-    inSpan(`socket.io event ${event}`, { kind: SpanKind.SERVER, attributes: { 'socket.io.event': event, 'socket.io.namespace': socket.nsp.name } }, async (span) => {
-      const result = await fn(...args).catch((e: unknown) => {
-        span.setStatus({ code: SpanStatusCode.ERROR, message: errorBody(e).error.code });
-        throw e;
-      });
-      return result;
-    }).then(
-      (result) => {
-        end();
-        metrics.eventsReceived.inc({ event, outcome: 'ok' });
-        ack({ ok: true, ...result });
-      },
-      (err: unknown) => {
-        end();
-        const body = errorBody(err);
-        if (body.error.code === 'internal') logger.error({ event, err: (err as Error)?.stack ?? String(err), sid: socket.id }, 'event handler failed');
-        metrics.eventsReceived.inc({ event, outcome: body.error.code });
-        metrics.errors.inc({ code: body.error.code });
-        try {
-          ack(body);
-        } catch {
-          /* the connection is gone */
-        }
-      },
-    );
-  });
+export function invoke(socket: Socket, event: string, raw: unknown[], metrics: Metrics, logger: Logger, fn: (...args: unknown[]) => Promise<object>): void {
+  const { args, ack } = splitAck(raw);
+  if (!ack) {
+    metrics.eventsDropped.inc({ reason: 'no_ack' });
+    metrics.eventsReceived.inc({ event, outcome: 'no_ack' });
+    return;
+  }
+  const end = metrics.eventDuration.startTimer({ event });
+  inSpan(`socket.io event ${event}`, { kind: SpanKind.SERVER, attributes: { 'socket.io.event': event, 'socket.io.namespace': socket.nsp.name } }, (span) =>
+    fn(...args).catch((e: unknown) => {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: errorBody(e).error.code });
+      throw e;
+    }),
+  ).then(
+    (result) => {
+      end();
+      metrics.eventsReceived.inc({ event, outcome: 'ok' });
+      ack({ ok: true, ...result });
+    },
+    (err: unknown) => {
+      end();
+      const body = errorBody(err);
+      if (body.error.code === 'internal') logger.error({ event, err: (err as Error)?.stack ?? String(err), sid: socket.id }, 'event handler failed');
+      metrics.eventsReceived.inc({ event, outcome: body.error.code });
+      metrics.errors.inc({ code: body.error.code });
+      try {
+        ack(body);
+      } catch {
+        /* the connection is gone */
+      }
+    },
+  );
 }

@@ -7,9 +7,7 @@ import { userRoom } from '../core/keys';
 import { directMessageSchema, inboxAckSchema, payloadBytes, streamIdSchema } from '../core/schemas';
 import { waitBelow } from './backpressure';
 import type { GatewayContext } from './context';
-import { handle, parse } from './events';
-import { origin } from '../core/telemetry';
-import type { SocketPlugin } from './server';
+import { Handler, parse } from './events';
 
 const BATCH = 100;
 
@@ -39,37 +37,27 @@ export async function replayInbox(ctx: GatewayContext, socket: Socket): Promise<
   }
 }
 
-/** `direct-message` and `inbox:ack`, and the inbox replay on connect (PROTOCOL.md, Direct messages). */
-export const inboxEvents: SocketPlugin = {
-  events: ['direct-message', 'inbox:ack'],
-  register(ctx: GatewayContext, socket: Socket) {
+/** `direct-message` and `inbox:ack` (PROTOCOL.md, Direct messages); the replay runs on connect (replayInbox). */
+export const inboxHandlers: Record<string, Handler> = {
+  async 'direct-message'(ctx, socket, raw) {
     const p = socket.data.principal as Principal;
-    const on = (event: string, fn: (...a: unknown[]) => Promise<object>) => handle(socket, event, ctx.metrics, ctx.logger, fn);
-    on('direct-message', async (raw) => {
-      const m = parse(directMessageSchema, raw);
-      if (payloadBytes(m.text, m.data) > ctx.cfg.maxMessageBytes) throw new GatewayError('too_large', `text + data exceed ${ctx.cfg.maxMessageBytes} bytes`);
-      ctx.requireAvailable();
-      const message: InboxMessage = { kind: 'direct', from: p.userId, text: m.text, data: m.data, timestamp: Date.now() };
-      // Durable first: the sender's ack means the message survives the loss of any pod.
-      const { id } = await ctx.engine.inbox.append(socket.nsp.name, m.toUserId, message);
-      ctx.metrics.inboxAppends.inc({ kind: 'direct' });
-      ctx.metrics.messagesPublished.inc({ kind: 'direct' });
-      // Live delivery is best effort: a recipient who misses it gets it from the inbox on connect.
-      await origin.run({ ts: message.timestamp, kind: 'direct' }, () => broadcast(socket.nsp, { rooms: [userRoom(m.toUserId)] }, 'direct-message', clientView(id, message))).catch((e) =>
-        ctx.logger.debug({ err: (e as Error).message }, 'live delivery of a direct message failed; the inbox keeps it'),
-      );
-      return { id, timestamp: message.timestamp };
-    });
-    on('inbox:ack', async (raw) => {
-      const { upTo } = parse(inboxAckSchema, raw);
-      ctx.requireAvailable();
-      return { upTo: await ctx.engine.inbox.ack(socket.nsp.name, p.userId, upTo) };
-    });
+    const m = parse(directMessageSchema, raw);
+    if (payloadBytes(m.text, m.data) > ctx.cfg.maxMessageBytes) throw new GatewayError('too_large', `text + data exceed ${ctx.cfg.maxMessageBytes} bytes`);
+    ctx.requireAvailable();
+    const message: InboxMessage = { kind: 'direct', from: p.userId, text: m.text, data: m.data, timestamp: Date.now() };
+    // Durable first: the sender's ack means the message survives the loss of any pod.
+    const { id } = await ctx.engine.inbox.append(socket.nsp.name, m.toUserId, message);
+    ctx.metrics.inboxAppends.inc({ kind: 'direct' });
+    ctx.metrics.messagesPublished.inc({ kind: 'direct' });
+    // Live delivery is best effort: a recipient who misses it gets it from the inbox on connect.
+    await broadcast(socket.nsp, { rooms: [userRoom(m.toUserId)], origin: { ts: message.timestamp, kind: 'direct' } }, 'direct-message', clientView(id, message)).catch((e) =>
+      ctx.logger.debug({ err: (e as Error).message }, 'live delivery of a direct message failed; the inbox keeps it'),
+    );
+    return { id, timestamp: message.timestamp };
   },
-  onConnect(ctx: GatewayContext, socket: Socket) {
-    replayInbox(ctx, socket).catch((e) => {
-      ctx.metrics.redisErrors.inc({ op: 'inbox_replay' });
-      ctx.logger.debug({ err: (e as Error).message, sid: socket.id }, 'inbox replay failed; the client gets it on its next connect');
-    });
+  async 'inbox:ack'(ctx, socket, raw) {
+    const { upTo } = parse(inboxAckSchema, raw);
+    ctx.requireAvailable();
+    return { upTo: await ctx.engine.inbox.ack(socket.nsp.name, (socket.data.principal as Principal).userId, upTo) };
   },
 };

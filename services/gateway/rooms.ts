@@ -5,8 +5,7 @@ import { broadcast } from '../core/engine';
 import { GatewayError } from '../core/errors';
 import { isReservedRoom } from '../core/keys';
 import { messageSchema, payloadBytes, roomIdSchema } from '../core/schemas';
-import { handle, parse } from './events';
-import { origin } from '../core/telemetry';
+import { Handler, parse } from './events';
 import type { GatewayContext } from './context';
 
 /** Checks that the principal may use `room` (syntax, reserved prefixes, `rooms` claim). */
@@ -35,13 +34,12 @@ export async function recordJoin(ctx: GatewayContext, socket: Socket, room: stri
   return change.members;
 }
 
-/** Registers the room and message events of PROTOCOL.md on a socket of `/` or a workspace namespace. */
-export function registerRoomEvents(ctx: GatewayContext, socket: Socket): void {
-  const p = socket.data.principal as Principal;
-  const { metrics, logger } = ctx;
-  const on = (event: string, fn: (...a: unknown[]) => Promise<object>) => handle(socket, event, metrics, logger, fn);
+const principal = (socket: Socket) => socket.data.principal as Principal;
 
-  on('join-room', async (raw) => {
+/** The room and message events of PROTOCOL.md (in `/` and workspace namespaces). */
+export const roomHandlers: Record<string, Handler> = {
+  async 'join-room'(ctx, socket, raw) {
+    const p = principal(socket);
     const room = checkRoom(p, raw);
     ctx.requireAvailable();
     const members = await recordJoin(ctx, socket, room, p.userId);
@@ -50,21 +48,22 @@ export function registerRoomEvents(ctx: GatewayContext, socket: Socket): void {
     // Sent through the adapter so that it carries a stream offset (recovery resumes after the join).
     broadcast(socket.nsp, { rooms: [socket.id] }, 'joined', { room }).catch(() => socket.emit('joined', { room }));
     return { room, members };
-  });
+  },
 
-  on('leave-room', async (raw) => {
+  async 'leave-room'(ctx, socket, raw) {
     const room = parse(roomIdSchema, raw);
     if (isReservedRoom(room)) throw new GatewayError('forbidden', `room "${room}" is reserved`);
     if (socket.rooms.has(room)) {
       ctx.requireAvailable();
       socket.leave(room);
       ctx.persistSession(socket);
-      await announceLeave(ctx, socket, room, p.userId);
+      await announceLeave(ctx, socket, room, principal(socket).userId);
     }
     return { room };
-  });
+  },
 
-  on('message', async (raw) => {
+  async message(ctx, socket, raw) {
+    const p = principal(socket);
     const m = parse(messageSchema, raw);
     const rooms = [...new Set(m.roomIds ?? [m.roomId as string])];
     for (const r of rooms) checkRoom(p, r);
@@ -76,19 +75,18 @@ export function registerRoomEvents(ctx: GatewayContext, socket: Socket): void {
     const except = m.exceptSender ? [socket.id] : [];
     // One broadcast per room, each excluding the rooms before it: every recipient gets the
     // message once, naming the first target room it is in.
-    await origin.run({ ts: timestamp, kind: 'room' }, async () => {
-      for (let i = 0; i < rooms.length; i++) {
-        await broadcast(socket.nsp, { rooms: [rooms[i]], except: [...except, ...rooms.slice(0, i)], volatile: m.volatile }, 'message', { ...base, room: rooms[i] });
-      }
-    });
-    metrics.messagesPublished.inc({ kind: 'room' });
+    const origin = { ts: timestamp, kind: 'room' };
+    for (let i = 0; i < rooms.length; i++) {
+      await broadcast(socket.nsp, { rooms: [rooms[i]], except: i ? [...except, ...rooms.slice(0, i)] : except, volatile: m.volatile, origin }, 'message', { ...base, room: rooms[i] });
+    }
+    ctx.metrics.messagesPublished.inc({ kind: 'room' });
     return { id, timestamp };
-  });
+  },
 
-  on('get-room-members', async (raw) => {
-    const room = checkRoom(p, raw);
+  async 'get-room-members'(ctx, socket, raw) {
+    const room = checkRoom(principal(socket), raw);
     ctx.requireAvailable();
     const members = await ctx.engine.store.roomMembers(socket.nsp.name, room);
     return { room, count: members.length, members };
-  });
-}
+  },
+};

@@ -8,29 +8,24 @@ import { UnavailableError } from '../core/errors';
 import { userRoom } from '../core/keys';
 import type { Logger } from '../core/logger';
 import { createMetrics, Metrics, nsLabel } from '../core/metrics';
-import { answerClusterRequests, registerAdminEvents } from './admin';
+import { adminHandlers, answerClusterRequests } from './admin';
 import { armOutboundBound, boundOutboundBuffers } from './backpressure';
 import type { GatewayContext } from './context';
-import { splitAck } from './events';
+import { Ack, Handler, invoke } from './events';
 import { KeyedLimiter, TokenBucket } from './rate-limit';
-import { announceLeave, clientRooms, recordJoin, registerRoomEvents } from './rooms';
+import { announceLeave, clientRooms, recordJoin, roomHandlers } from './rooms';
 import { reapPod } from '../core/reaper';
 import { Presence } from '../core/presence';
-import { presenceEvents } from './presence-events';
-import { inboxEvents } from './inbox-events';
+import { presenceHandlers } from './presence-events';
+import { inboxHandlers, replayInbox } from './inbox-events';
 import { publishRoute } from '../core/publish';
 import { demoRoutes } from './demo';
 import { healthRoute, listen, metricsRoute, router } from '../core/http';
 import { inSpan, SpanKind, SpanStatusCode } from '../core/telemetry';
 import { closeRecoveryGap } from './recovery-gap';
 
-/** Client events of `/` and workspace namespaces. */
-export const ROOM_EVENTS = new Set(['join-room', 'leave-room', 'message', 'get-room-members']);
-/** Client events of `/admin`. */
-export const ADMIN_EVENTS = new Set(['admin:stats', 'admin:broadcast', 'admin:disconnect-user']);
-
-/** Extra events other modules (presence, inbox) register on client namespaces. */
-export type SocketPlugin = { events: string[]; register(ctx: GatewayContext, socket: Socket): void; onConnect?(ctx: GatewayContext, socket: Socket): void };
+/** A socket's event token bucket (a symbol: it never travels in the recovery session). */
+const BUCKET = Symbol('bucket');
 
 export interface Gateway {
   ctx: GatewayContext;
@@ -44,8 +39,7 @@ export interface Gateway {
 }
 
 /** Wires a gateway: HTTP + Socket.IO, auth, namespaces, events, backpressure, heartbeats, shutdown. */
-export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = createMetrics(), extraPlugins: SocketPlugin[] = []): Gateway {
-  const plugins = [presenceEvents, inboxEvents, ...extraPlugins];
+export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = createMetrics(), extraHandlers: Record<string, Handler> = {}): Gateway {
   const engine: Engine = createEngine(cfg, logger, metrics);
   const httpServer = http.createServer();
   const io = new Server(httpServer, {
@@ -123,6 +117,8 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
       const auth = socket.handshake.auth as Record<string, unknown>;
       if (typeof auth?.pid === 'string' && typeof auth?.offset === 'string') metrics.recoveryAttempts.inc();
       const principal = await authenticate(auth);
+      // The token is not needed any more: do not keep it in memory for the life of the socket.
+      if (auth && typeof auth === 'object') delete auth.token;
       check?.(principal, socket);
       socket.data.principal = principal;
       next();
@@ -141,30 +137,36 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
     if (!p.roles.includes('admin')) throw new AuthError('forbidden', 'the admin namespace needs role "admin"', 'role');
   };
 
-  const pluginEvents = plugins.flatMap((p) => p.events);
-  const clientEvents = new Set([...ROOM_EVENTS, ...pluginEvents]);
+  const clientHandlers: Record<string, Handler> = { ...roomHandlers, ...presenceHandlers, ...inboxHandlers, ...extraHandlers };
 
   /** Events whose ack is not answered yet, per connection: a draining pod closes a connection once it answered them. */
   const unanswered = new WeakMap<object, number>();
   let moving = false;
   const closeConn = (s: Socket) => (s.client as unknown as { conn: { close(): void } }).conn.close();
 
-  /** Rate limit and unknown-event filter, before any handler. */
-  const guard = (socket: Socket, known: Set<string>) => {
-    const bucket = new TokenBucket(cfg.rateLimitPerSecond, cfg.rateLimitBurst);
-    socket.use((packet, next) => {
-      const [event] = packet;
-      const { ack } = splitAck(packet.slice(1));
+  /**
+   * One dispatcher per namespace kind, shared by every socket (`this` is the socket): rate limit,
+   * unknown-event filter, then the handler. Nothing per socket but its token bucket, so an idle
+   * connection costs little memory.
+   */
+  const dispatcher = (handlers: Record<string, Handler>) =>
+    function dispatch(this: Socket, event: unknown, ...rest: unknown[]): void {
+      const socket = this;
+      const last = rest.length - 1;
+      const ack = typeof rest[last] === 'function' ? (rest[last] as Ack) : undefined;
+      const st = socket as unknown as { [BUCKET]?: TokenBucket };
+      const bucket = (st[BUCKET] ??= new TokenBucket(cfg.rateLimitPerSecond, cfg.rateLimitBurst));
+      const handler = typeof event === 'string' && Object.prototype.hasOwnProperty.call(handlers, event) ? handlers[event] : undefined;
       if (!bucket.take()) {
         metrics.rateLimited.inc({ scope: 'event' });
-        metrics.eventsReceived.inc({ event: known.has(event) ? event : 'unknown', outcome: 'rate_limited' });
+        metrics.eventsReceived.inc({ event: handler ? (event as string) : 'unknown', outcome: 'rate_limited' });
         if (ack) {
           metrics.errors.inc({ code: 'rate_limited' });
           ack({ ok: false, error: { code: 'rate_limited', message: `more than ${cfg.rateLimitPerSecond} events per second` } });
         } else metrics.eventsDropped.inc({ reason: 'rate_limited' });
         return;
       }
-      if (typeof event !== 'string' || !known.has(event)) {
+      if (!handler) {
         metrics.eventsReceived.inc({ event: 'unknown', outcome: 'bad_request' });
         if (ack) {
           metrics.errors.inc({ code: 'bad_request' });
@@ -172,16 +174,14 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
         } else metrics.eventsDropped.inc({ reason: 'unknown_event' });
         return;
       }
-      // Count the answer this event owes: while draining, the connection is closed only once it
-      // went out, so a client never loses the ack of an event this pod processed.
-      const last = packet.length - 1;
-      const owed = packet[last];
-      if (last > 0 && typeof owed === 'function') {
+      if (ack) {
+        // Count the answer this event owes: while draining, the connection is closed only once it
+        // went out, so a client never loses the ack of an event this pod processed.
         const conn = socket.client;
         unanswered.set(conn, (unanswered.get(conn) ?? 0) + 1);
         let answered = false;
-        packet[last] = (...a: unknown[]) => {
-          (owed as (...x: unknown[]) => void)(...a);
+        rest[last] = (body: unknown) => {
+          ack(body);
           if (answered) return;
           answered = true;
           const n = (unanswered.get(conn) ?? 1) - 1;
@@ -189,9 +189,30 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
           if (moving && n === 0) closeConn(socket);
         };
       }
-      next();
-    });
-  };
+      invoke(socket, event as string, rest, metrics, logger, (...args) => handler(ctx, socket, ...args));
+    };
+  const dispatchClient = dispatcher(clientHandlers);
+  const dispatchAdmin = dispatcher(adminHandlers);
+
+  /** Rooms a socket was in, captured while it is disconnecting (Socket.IO empties them before `disconnect`). */
+  const ROOMS = Symbol('rooms');
+  function onDisconnecting(this: Socket): void {
+    (this as unknown as { [ROOMS]?: string[] })[ROOMS] = clientRooms(this);
+  }
+  function onDisconnect(this: Socket, reason: string): void {
+    const socket = this;
+    const label = nsLabel(socket.nsp.name);
+    connectionCount--;
+    metrics.connections.dec({ nsp: label });
+    metrics.disconnects.inc({ nsp: label, reason });
+    // While draining, memberships stay for the pod that recovers the socket; leftovers are reaped at the end.
+    if (draining || socket.nsp.name === '/admin') return;
+    const userId = (socket.data.principal as Principal).userId;
+    track(presence.disconnected(socket.nsp.name, userId, socket.id)).catch((e) => logger.debug({ err: (e as Error).message, sid: socket.id }, 'presence disconnect failed'));
+    for (const room of (socket as unknown as { [ROOMS]?: string[] })[ROOMS] ?? []) {
+      track(announceLeave(ctx, socket, room, userId)).catch((e) => logger.debug({ err: (e as Error).message, sid: socket.id }, 'leave on disconnect failed'));
+    }
+  }
 
   const onConnection = (socket: Socket, admin: boolean) => {
     const p = socket.data.principal as Principal;
@@ -202,30 +223,12 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
     if (socket.recovered) metrics.recoverySuccesses.inc();
     armOutboundBound(socket);
     socket.join(userRoom(p.userId));
-    guard(socket, admin ? ADMIN_EVENTS : clientEvents);
-    if (admin) registerAdminEvents(ctx, socket);
-    else {
-      registerRoomEvents(ctx, socket);
-      for (const plugin of plugins) plugin.register(ctx, socket);
-    }
+    socket.onAny(admin ? dispatchAdmin : dispatchClient);
+    socket.on('disconnecting', onDisconnecting);
+    socket.on('disconnect', onDisconnect);
+    if (admin) return;
 
-    let rooms: string[] = [];
-    socket.on('disconnecting', () => {
-      rooms = clientRooms(socket);
-    });
-    socket.on('disconnect', (reason) => {
-      connectionCount--;
-      metrics.connections.dec({ nsp: label });
-      metrics.disconnects.inc({ nsp: label, reason });
-      // While draining, memberships stay for the pod that recovers the socket; leftovers are reaped at the end.
-      if (draining) return;
-      if (!admin) track(presence.disconnected(socket.nsp.name, p.userId, socket.id)).catch((e) => logger.debug({ err: (e as Error).message, sid: socket.id }, 'presence disconnect failed'));
-      for (const room of rooms) {
-        track(announceLeave(ctx, socket, room, p.userId)).catch((e) => logger.debug({ err: (e as Error).message, sid: socket.id }, 'leave on disconnect failed'));
-      }
-    });
-
-    if (!admin) track(presence.connected(socket.nsp.name, p.userId, socket.id)).catch((e) => logger.debug({ err: (e as Error).message, sid: socket.id }, 'presence connect failed'));
+    track(presence.connected(socket.nsp.name, p.userId, socket.id)).catch((e) => logger.debug({ err: (e as Error).message, sid: socket.id }, 'presence connect failed'));
     if (socket.recovered) {
       // The rooms came back with the session: record them under this pod.
       for (const room of clientRooms(socket)) {
@@ -235,7 +238,10 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
       // Routed through the adapter so the client holds a stream offset from the start (recovery needs one).
       broadcast(socket.nsp, { rooms: [socket.id] }, 'session', { userId: p.userId, recovered: false }).catch(() => undefined);
     }
-    for (const plugin of plugins) plugin.onConnect?.(ctx, socket);
+    replayInbox(ctx, socket).catch((e) => {
+      metrics.redisErrors.inc({ op: 'inbox_replay' });
+      logger.debug({ err: (e as Error).message, sid: socket.id }, 'inbox replay failed; the client gets it on its next connect');
+    });
     ctx.persistSession(socket);
   };
 

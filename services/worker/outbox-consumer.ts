@@ -6,7 +6,7 @@ import type { Logger } from '../core/logger';
 import type { Metrics } from '../core/metrics';
 import { decodeEntry, deliver, Publish } from '../core/publish';
 import type { RedisClient } from '../core/redis';
-import { contextFrom, inSpan, origin, SpanKind } from '../core/telemetry';
+import { contextFrom, inSpan, SpanKind } from '../core/telemetry';
 
 export const GROUP = 'workers';
 const BLOCK_MS = 2000;
@@ -142,7 +142,7 @@ export class OutboxConsumer {
       const p = decodeEntry(id, fields, this.cfg);
       // The publish's trace continues here (its traceparent rode in the entry) and on through the adapter.
       await inSpan('outbox deliver', { kind: SpanKind.CONSUMER, parent: contextFrom(p.traceparent), attributes: { 'messaging.system': 'redis-streams', 'messaging.message.id': id, 'realtime.target': p.target.kind, 'realtime.attempt': attempt } }, () =>
-        origin.run({ ts: p.timestamp, kind: 'publish' }, () => deliver(this.io, this.inbox, p, this.metrics)),
+        deliver(this.io, this.inbox, p, this.metrics),
       );
       // Acknowledge only after delivery; then the entry has no further use.
       await this.redis.multi().xack(k.stream, GROUP, id).xdel(k.stream, id).exec();

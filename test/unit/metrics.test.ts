@@ -6,7 +6,7 @@ import { GatewayError } from '../../services/core/errors';
 import { createLogger } from '../../services/core/logger';
 import { createMetrics, Metrics, nsLabel } from '../../services/core/metrics';
 import { armOutboundBound, boundOutboundBuffers, bufferedBytes } from '../../services/gateway/backpressure';
-import { handle } from '../../services/gateway/events';
+import { invoke } from '../../services/gateway/events';
 
 // Each instrumented path moves its metric, read back from a fresh registry per test.
 
@@ -68,10 +68,13 @@ describe('nsLabel', () => {
   });
 });
 
-describe('handle(): events received, outcome, errors, duration, drops', () => {
+describe('invoke(): events received, outcome, errors, duration, drops', () => {
   const logger = createLogger('test', 'silent');
-  /** The part of a Socket.IO socket handle() uses: `on`, `id` and `nsp.name`. */
+  type Fn = (...args: unknown[]) => Promise<object>;
+  /** The part of a Socket.IO socket invoke() uses: `on` (to route events here), `id` and `nsp.name`. */
   const fakeSocket = () => Object.assign(new EventEmitter(), { id: 'sid-1', nsp: { name: '/' } }) as unknown as Socket & EventEmitter;
+  /** Routes `event` on the fake socket through invoke(), as the gateway's dispatcher does. */
+  const handle = (s: Socket & EventEmitter, event: string, _m: unknown, _l: unknown, fn: Fn) => s.on(event, (...raw: unknown[]) => invoke(s, event, raw, metrics, logger, fn));
   /** Emits `event` with `args` and an ack; resolves with the ack body. */
   const call = (s: EventEmitter, event: string, ...args: unknown[]) => new Promise<any>((resolve) => s.emit(event, ...args, resolve));
 

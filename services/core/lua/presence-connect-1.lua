@@ -16,5 +16,6 @@ if status == 'online' then
 end
 local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
 redis.call('HSET', KEYS[1], 'status', 'online', 'lastSeen', ARGV[3])
-redis.call('HDEL', KEYS[1], 'pending')
+-- an offline decided but not announced yet is moot now: the announce script skips it anyway
+redis.call('HDEL', KEYS[1], 'pending', 'unannounced')
 return { 1, v, ARGV[3] }

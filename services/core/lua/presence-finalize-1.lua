@@ -4,8 +4,10 @@
   KEYS[1] presence hash of (namespace, user)
   ARGV[1] now (ms)
   Returns { code, version, lastSeen }: code 1 = became offline (announce it),
-  0 = nothing to do (a socket is back, or already offline: drop from the due set),
-  -1 = not due yet (keep it on the due set)
+  2 = already offline, decided by a caller that may have died before announcing it (announce it
+  again: the announce script publishes each version once), 0 = nothing to do (a socket is back, or
+  offline and announced: drop from the due set), -1 = not due yet (keep it on the due set)
+  The decided version stays in "unannounced" until the announcer settles it.
 ]]
 local fields = redis.call('HKEYS', KEYS[1])
 for _, f in ipairs(fields) do
@@ -14,10 +16,15 @@ for _, f in ipairs(fields) do
     return { 0, 0, false }
   end
 end
-if redis.call('HGET', KEYS[1], 'status') ~= 'online' then return { 0, 0, false } end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'online' then
+  local unannounced = redis.call('HGET', KEYS[1], 'unannounced')
+  if status == 'offline' and unannounced then return { 2, tonumber(unannounced), redis.call('HGET', KEYS[1], 'lastSeen') } end
+  return { 0, 0, false }
+end
 local pending = tonumber(redis.call('HGET', KEYS[1], 'pending') or '0')
 if pending > tonumber(ARGV[1]) then return { -1, 0, false } end
 local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 'status', 'offline')
+redis.call('HSET', KEYS[1], 'status', 'offline', 'unannounced', v)
 redis.call('HDEL', KEYS[1], 'pending')
 return { 1, v, redis.call('HGET', KEYS[1], 'lastSeen') }
