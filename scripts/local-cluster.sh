@@ -155,11 +155,14 @@ start_redis() {
   die "redis did not answer on port $REDIS_PORT within ${READY_TIMEOUT}s (see $RUN_DIR/logs/redis.log)"
 }
 
+# This script's own settings are not the services' (they would warn about unknown variables).
+OWN_VARS=(-u GATEWAY_ENV -u WORKER_ENV -u GATEWAY_BASE_PORT -u GATEWAY_METRICS_BASE_PORT -u WORKER_BASE_PORT -u WORKER_METRICS_BASE_PORT)
+
 start_gateway() { # index
   local i="$1" env_lines gw_extra
   mapfile -t env_lines < <(common_env)
   read -r -a gw_extra <<<"${GATEWAY_ENV:-}"
-  start_bg "gateway-$i" "$RUN_DIR/logs/gateway-$i.log" env "${env_lines[@]}" POD_NAME="gateway-$i" \
+  start_bg "gateway-$i" "$RUN_DIR/logs/gateway-$i.log" env "${OWN_VARS[@]}" "${env_lines[@]}" POD_NAME="gateway-$i" \
     PORT="$((GATEWAY_BASE_PORT + i - 1))" METRICS_PORT="$((GATEWAY_METRICS_BASE_PORT + i - 1))" \
     DEV_LOGIN="${DEV_LOGIN:-true}" "${gw_extra[@]}" node "$ROOT/dist/services/gateway/main.js"
 }
@@ -168,7 +171,7 @@ start_worker() { # index
   local i="$1" env_lines wk_extra
   mapfile -t env_lines < <(common_env)
   read -r -a wk_extra <<<"${WORKER_ENV:-}"
-  start_bg "worker-$i" "$RUN_DIR/logs/worker-$i.log" env "${env_lines[@]}" POD_NAME="worker-$i" \
+  start_bg "worker-$i" "$RUN_DIR/logs/worker-$i.log" env "${OWN_VARS[@]}" "${env_lines[@]}" POD_NAME="worker-$i" \
     PORT="$((WORKER_BASE_PORT + i - 1))" METRICS_PORT="$((WORKER_METRICS_BASE_PORT + i - 1))" \
     "${wk_extra[@]}" node "$ROOT/dist/services/worker/main.js"
 }
