@@ -16,6 +16,7 @@ import path from 'path';
 import { fanout } from './fanout';
 import { memory } from './memory';
 import { publish } from './publish';
+import { presence } from './presence';
 import { killAll, openFilesLimit, stillRunning } from './lib/proc';
 import { BenchRedis, startBenchRedis } from './lib/redis';
 import { ratio, rowsJson, sideBySide, targetMet } from './lib/report';
@@ -23,7 +24,7 @@ import { ROOT } from './lib/targets';
 import type { Benchmark, BenchContext, BenchResult, MachineInfo } from './lib/types';
 
 /** Every benchmark, in run order. */
-export const REGISTRY: Benchmark[] = [fanout, memory, publish];
+export const REGISTRY: Benchmark[] = [fanout, memory, publish, presence];
 
 function machine(): MachineInfo {
   const cpus = os.cpus();

@@ -73,6 +73,10 @@ export class Keys {
     assert(USER_ID_RE.test(userId), 'user id', userId);
     return `{${this.adapterStream()}}:presence-announced:${nsp}|${userId}`;
   }
+  /** Marker of an announcement sent at most once (same slot as the adapter stream). */
+  announceOnce(id: string): string {
+    return `{${this.adapterStream()}}:once:${id}`;
+  }
   /** Users whose offline decision is pending: member "nsp\nuserId", score = deadline (ms). */
   presenceDue(): string {
     return `${this.prefix}:presence-due`;

@@ -1,4 +1,5 @@
 import type { Server } from 'socket.io';
+import { adapterBroadcastFields } from './announce';
 import { broadcast } from './engine';
 import { UnavailableError } from './errors';
 import type { Keys } from './keys';
@@ -58,6 +59,7 @@ type Scripted = RedisClient & {
   presenceConnect(k: string, sid: string, pod: string, now: number): Promise<[number, number, string]>;
   presenceDisconnect(k: string, sid: string, pod: string, now: number, deadline: number): Promise<[number]>;
   presenceFinalize(k: string, now: number): Promise<[number, number, string | null]>;
+  presenceGetMany(numKeys: number, ...keys: string[]): Promise<Array<string | null>>;
   presenceSettle(k: string, v: number): Promise<number>;
   presenceDueSettle(k: string, member: string, score: string): Promise<number>;
   presenceAnnounce(stream: string, last: string, v: number, status: string, maxLen: number, ttlMs: number, ...fields: string[]): Promise<string | null>;
@@ -71,8 +73,6 @@ function entry(userId: string, vals: (string | null)[] | undefined): PresenceEnt
 
 /** Adapter uid of presence announcements: no pod's, so every pod (the announcer too) delivers them. */
 const ANNOUNCER_UID = 'presence';
-/** ClusterAdapter message type of a broadcast. */
-const BROADCAST = '3';
 /**
  * How long the last announced version of a user is kept: longer than any retry of an
  * announcement (a sweeper that died is replaced within a sweep period) or race between two.
@@ -84,6 +84,9 @@ export class RedisPresence implements PresenceStore {
   private r: Scripted;
   constructor(client: RedisClient, private keys: Keys, private opts: { streamMaxLen: number } = { streamMaxLen: 100000 }) {
     this.r = client as Scripted;
+    // Status and lastSeen of every key (KEYS: presence hashes), flattened; single node only
+    // (on a cluster the keys span slots).
+    if (!client.isCluster) client.defineCommand('presenceGetMany', { lua: "local out = {} for _, k in ipairs(KEYS) do local v = redis.call('HMGET', k, 'status', 'lastSeen') out[#out + 1] = v[1] out[#out + 1] = v[2] end return out" });
   }
 
   private check(): void {
@@ -125,8 +128,8 @@ export class RedisPresence implements PresenceStore {
     this.check();
     // The adapter's own stream entry for a broadcast to the presence room: every pod delivers it
     // (and recovering clients replay it), exactly as if a pod had broadcast it.
-    const data = JSON.stringify({ packet: { type: 2, data: ['presence', payload], nsp: t.nsp }, opts: { rooms: [presenceRoom(t.userId)], except: [], flags: {} } });
-    const id = await this.r.presenceAnnounce(this.keys.adapterStream(), this.keys.presenceAnnounced(t.nsp, t.userId), t.version, t.status, this.opts.streamMaxLen, ANNOUNCED_TTL_MS, 'uid', ANNOUNCER_UID, 'nsp', t.nsp, 'type', BROADCAST, 'data', data);
+    const fields = adapterBroadcastFields(ANNOUNCER_UID, t.nsp, [presenceRoom(t.userId)], 'presence', payload);
+    const id = await this.r.presenceAnnounce(this.keys.adapterStream(), this.keys.presenceAnnounced(t.nsp, t.userId), t.version, t.status, this.opts.streamMaxLen, ANNOUNCED_TTL_MS, ...fields);
     return id !== null;
   }
 
@@ -143,15 +146,11 @@ export class RedisPresence implements PresenceStore {
       const rows = await Promise.all(userIds.map((u) => this.r.hmget(this.keys.presence(nsp, u), 'status', 'lastSeen')));
       return userIds.map((userId, i) => entry(userId, rows[i]));
     }
-    // One pipeline: a single round trip to Redis for up to 1,000 users.
-    const p = this.r.pipeline();
-    for (const u of userIds) p.hmget(this.keys.presence(nsp, u), 'status', 'lastSeen');
-    const res = (await p.exec()) ?? [];
-    return userIds.map((userId, i) => {
-      const [err, vals] = res[i] ?? [];
-      if (err) throw err;
-      return entry(userId, vals as (string | null)[]);
-    });
+    // One script call: a single command and reply for up to 1,000 users (a pipeline of 1,000
+    // HMGETs costs several times more client CPU, which dominates the lookup's latency).
+    if (!userIds.length) return [];
+    const flat = await this.r.presenceGetMany(userIds.length, ...userIds.map((u) => this.keys.presence(nsp, u)));
+    return userIds.map((userId, i) => entry(userId, [flat[2 * i], flat[2 * i + 1]]));
   }
 
   async podSockets(pod: string): Promise<Array<{ nsp: string; sid: string; userId: string }>> {

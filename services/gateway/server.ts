@@ -342,7 +342,7 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
       // Memberships no other pod took over within the drain time are removed and announced.
       if (engine.kind === 'redis') {
         try {
-          await reapPod(engine, io, cfg.podName, { waitUntil: deadline, logger, metrics });
+          await reapPod(engine, io, cfg.podName, { waitUntil: deadline, logger, metrics, streamMaxLen: cfg.adapterStreamMaxLen });
           await presence.reapPod(cfg.podName, Date.now() + cfg.presenceGraceMs);
           await engine.store.removePod(cfg.podName);
         } catch (e) {

@@ -64,7 +64,7 @@ export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = cre
       }
       // Offline is due a grace period after the moment the pod was known dead.
       const deadline = Math.max(now, lastHeartbeat + silentFor + cfg.presenceGraceMs);
-      n += await reapPod(engine, io, p.id, { logger, metrics });
+      n += await reapPod(engine, io, p.id, { logger, metrics, streamMaxLen: cfg.adapterStreamMaxLen });
       n += await presence.reapPod(p.id, deadline);
       await engine.store.forgetPod(p.id);
       logger.info({ pod: p.id, lastHeartbeat }, 'reaped a silent gateway pod');

@@ -1,0 +1,271 @@
+/**
+ * Presence on one redis-server.
+ *
+ *  1. Transitions/s, driving the presence service layer in this process (`Presence` over
+ *     `RedisPresence`: exactly the calls a gateway makes per socket connect/disconnect and a
+ *     sweeper makes per due offline, including the exactly-once announcement into the adapter
+ *     stream), with C calls in flight: N users connect (N online transitions), disconnect (N
+ *     pending offlines), then one sweep decides and announces the N offlines. The adapter stream
+ *     must then hold exactly 2N announcements (checked).
+ *  2. Bulk lookup latency for 1,000 users (half online): `get-presence` with 1,000 ids through a
+ *     real gateway process and a socket.io-client ack round trip, and the raw `RedisPresence.get`
+ *     call in this process; L sequential lookups each after a warm-up, p50/p90/p99.
+ *     Target: gateway p99 under 5 ms.
+ *
+ * Runs inside the suite (`BENCH_ONLY=presence npm run bench`) or alone (`node dist/bench/presence.js`
+ * after `npm run build`). Either way the numbers go to .bench/presence.json.
+ */
+import fs from 'fs';
+import os from 'os';
+import path from 'path';
+import { performance } from 'perf_hooks';
+import { Registry } from 'prom-client';
+import { Server } from 'socket.io';
+import { io as ioc, Socket as ClientSocket } from 'socket.io-client';
+import { Keys } from '../services/core/keys';
+import { createLogger } from '../services/core/logger';
+import { createMetrics } from '../services/core/metrics';
+import { Presence, RedisPresence } from '../services/core/presence';
+import { createRedis, defineScripts, RedisClient, waitReady } from '../services/core/redis';
+import { killAll, stillRunning } from './lib/proc';
+import { startBenchRedis } from './lib/redis';
+import { envInt, percentile, Row, table } from './lib/report';
+import { SioClient } from './lib/sio-client';
+import { Cluster, ROOT, startCluster } from './lib/targets';
+import type { Benchmark, BenchContext, BenchResult } from './lib/types';
+
+const TARGET_P99_MS = 5;
+
+interface Params {
+  users: number;
+  concurrency: number;
+  lookupUsers: number;
+  lookups: number;
+  warmup: number;
+}
+
+function params(): Params {
+  return {
+    users: envInt('BENCH_PRESENCE_USERS', 5000, 1, 1_000_000),
+    concurrency: envInt('BENCH_PRESENCE_CONCURRENCY', 32, 1, 10000),
+    lookupUsers: envInt('BENCH_PRESENCE_LOOKUP_USERS', 1000, 1, 1000),
+    lookups: envInt('BENCH_PRESENCE_LOOKUPS', 500, 1, 100000),
+    warmup: envInt('BENCH_PRESENCE_WARMUP', 50, 0, 100000),
+  };
+}
+
+interface Stats {
+  n: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+function stats(xs: number[]): Stats {
+  const s = Float64Array.from(xs).sort();
+  return { n: s.length, p50: percentile(s, 50), p90: percentile(s, 90), p99: percentile(s, 99), max: s.length ? s[s.length - 1] : NaN };
+}
+
+function abortIf(signal: AbortSignal): void {
+  if (signal.aborted) throw new Error('aborted (benchmark time bound reached)');
+}
+
+/** Runs `fn(i)` for i < n with at most `c` in flight; resolves with the elapsed milliseconds. */
+async function pool(n: number, c: number, fn: (i: number) => Promise<unknown>, signal: AbortSignal): Promise<number> {
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: Math.min(c, n) }, async () => {
+      while (next < n) {
+        abortIf(signal);
+        await fn(next++);
+      }
+    }),
+  );
+  return performance.now() - t0;
+}
+
+interface Numbers {
+  params: Params;
+  transitions: { connectMs: number; disconnectMs: number; sweepMs: number; onlinePerSec: number; disconnectsPerSec: number; offlinePerSec: number; transitionsPerSec: number; announced: number; expected: number };
+  lookup: { gateway: Stats; rawWs: Stats; store: Stats; online: number; targetP99Ms: number; targetMet: boolean };
+}
+
+async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers> {
+  const p = params();
+  const redis = await ctx.redis();
+  const prefix = `bp${Date.now().toString(36)}`;
+  const keys = new Keys(prefix);
+  const client: RedisClient = createRedis(redis.url, { role: 'bench', failFast: true });
+  defineScripts(client);
+  const io = new Server(); // no listener: announcements go straight to the adapter stream in Redis
+  let gw: Cluster | undefined;
+  let sock: ClientSocket | undefined;
+  try {
+    await waitReady(client);
+    const store = new RedisPresence(client, keys, { streamMaxLen: 1_000_000 });
+    const metrics = createMetrics(new Registry(), { defaults: false });
+    const presence = new Presence(store, io, { pod: `${prefix}-bench`, graceMs: 0, logger: createLogger('bench', 'silent', 'bench'), metrics });
+    const uid = (i: number) => `u${i}`;
+    const sid = (i: number) => `s${i}`;
+
+    // 1. transitions
+    ctx.log(`presence: ${p.users} users connect, disconnect, then one sweep (${p.concurrency} in flight)`);
+    const connectMs = await pool(p.users, p.concurrency, (i) => presence.connected('/', uid(i), sid(i)), signal);
+    const deadline = Date.now();
+    const disconnectMs = await pool(p.users, p.concurrency, (i) => presence.disconnected('/', uid(i), sid(i), `${prefix}-bench`, deadline), signal);
+    const t0 = performance.now();
+    const offline = await presence.sweep();
+    const sweepMs = performance.now() - t0;
+    const announced = await client.xlen(keys.adapterStream());
+    if (offline !== p.users) throw new Error(`the sweep announced ${offline} offlines, expected ${p.users}`);
+    const sec = (n: number, ms: number) => (n * 1000) / ms;
+    const transitions = {
+      connectMs,
+      disconnectMs,
+      sweepMs,
+      onlinePerSec: sec(p.users, connectMs),
+      disconnectsPerSec: sec(p.users, disconnectMs),
+      offlinePerSec: sec(p.users, sweepMs),
+      transitionsPerSec: sec(2 * p.users, connectMs + disconnectMs + sweepMs),
+      announced,
+      expected: 2 * p.users,
+    };
+
+    // 2. bulk lookups: half of the looked-up users online
+    const ids = Array.from({ length: p.lookupUsers }, (_, i) => uid(i));
+    await pool(Math.ceil(p.lookupUsers / 2), p.concurrency, (i) => presence.connected('/', uid(i * 2), `l${i}`), signal);
+    const storeLat: number[] = [];
+    for (let i = 0; i < p.warmup + p.lookups; i++) {
+      abortIf(signal);
+      const s = performance.now();
+      const rows = await store.get('/', ids);
+      if (i >= p.warmup) storeLat.push(performance.now() - s);
+      if (rows.length !== ids.length) throw new Error(`store lookup returned ${rows.length} rows`);
+    }
+    ctx.log('presence: starting a gateway process for the lookups through Socket.IO');
+    gw = await startCluster('gateway', 1, { redisUrl: redis.url, prefix, env: { PRESENCE_GRACE_MS: '60000', RATE_LIMIT_EVENTS_PER_SECOND: '0' } });
+    const auth = await gw.auth('bench-watcher');
+    sock = ioc(gw.servers[0].url, { auth, transports: ['websocket'], reconnection: false, forceNew: true });
+    await new Promise<void>((resolve, reject) => {
+      sock!.once('connect', () => resolve());
+      sock!.once('connect_error', reject);
+    });
+    const gwLat: number[] = [];
+    let online = 0;
+    for (let i = 0; i < p.warmup + p.lookups; i++) {
+      abortIf(signal);
+      const s = performance.now();
+      const res = (await sock.timeout(5000).emitWithAck('get-presence', ids)) as { ok: boolean; users?: Array<{ status: string }>; error?: unknown };
+      const ms = performance.now() - s;
+      if (!res.ok || res.users?.length !== ids.length) throw new Error(`get-presence failed: ${JSON.stringify(res).slice(0, 200)}`);
+      if (i >= p.warmup) gwLat.push(ms);
+      online = res.users.filter((u) => u.status === 'online').length;
+    }
+    // the same through the suite's minimal websocket client: what the client library adds
+    const raw = await SioClient.connect(gw.servers[0].url, { auth });
+    const wsLat: number[] = [];
+    try {
+      for (let i = 0; i < p.warmup + p.lookups; i++) {
+        abortIf(signal);
+        const s = performance.now();
+        const res = (await raw.emitWithAck('get-presence', ids)) as { ok: boolean; users?: unknown[] };
+        const ms = performance.now() - s;
+        if (!res.ok || res.users?.length !== ids.length) throw new Error(`get-presence failed: ${JSON.stringify(res).slice(0, 200)}`);
+        if (i >= p.warmup) wsLat.push(ms);
+      }
+    } finally {
+      raw.terminate();
+    }
+    const gateway = stats(gwLat);
+    return { params: p, transitions, lookup: { gateway, rawWs: stats(wsLat), store: stats(storeLat), online, targetP99Ms: TARGET_P99_MS, targetMet: gateway.p99 < TARGET_P99_MS } };
+  } finally {
+    sock?.disconnect();
+    await gw?.stop();
+    client.disconnect();
+  }
+}
+
+function rows(n: Numbers): Row[] {
+  const t = n.transitions;
+  const l = n.lookup;
+  const one = (metric: string, v: number, digits = 0): Row => ({ metric, gateway: v, bare: NaN, digits, noRatio: true });
+  return [
+    one('online transitions/s (connect)', t.onlinePerSec),
+    one('disconnects/s (offline pending)', t.disconnectsPerSec),
+    one('offline transitions/s (sweep)', t.offlinePerSec),
+    one('transitions/s (connect + disconnect + sweep)', t.transitionsPerSec),
+    { metric: `get-presence ${n.params.lookupUsers} ids p50 (ms)`, gateway: l.gateway.p50, bare: l.store.p50, digits: 2 },
+    { metric: `get-presence ${n.params.lookupUsers} ids p90 (ms)`, gateway: l.gateway.p90, bare: l.store.p90, digits: 2 },
+    { metric: `get-presence ${n.params.lookupUsers} ids p99 (ms)`, gateway: l.gateway.p99, bare: l.store.p99, digits: 2 },
+    { metric: `get-presence ${n.params.lookupUsers} ids max (ms)`, gateway: l.gateway.max, bare: l.store.max, digits: 2 },
+    { metric: `  same, minimal ws client, p50 (ms)`, gateway: l.rawWs.p50, bare: l.store.p50, digits: 2 },
+    { metric: `  same, minimal ws client, p99 (ms)`, gateway: l.rawWs.p99, bare: l.store.p99, digits: 2 },
+  ];
+}
+
+function notes(n: Numbers): string[] {
+  const l = n.lookup;
+  return [
+    `transitions: Presence + RedisPresence driven in the benchmark process (${n.params.users} users, ${n.params.concurrency} calls in flight, one redis-server); "gateway" column = the value, no bare counterpart`,
+    `announcements in the adapter stream: ${n.transitions.announced} for ${n.transitions.expected} transitions (${n.transitions.announced === n.transitions.expected ? 'exactly once' : 'MISMATCH'})`,
+    `lookups: "gateway" = a real gateway process + socket.io-client ack round trip ("minimal ws client": the suite's raw websocket client instead, without socket.io-client's decoding); "bare" = the raw RedisPresence.get call in this process; ${n.params.lookups} sequential lookups after ${n.params.warmup} warm-up, ${l.online}/${n.params.lookupUsers} online`,
+    `target: gateway bulk lookup p99 < ${l.targetP99Ms} ms: ${l.gateway.p99.toFixed(2)} ms ${l.targetMet ? 'PASS' : 'FAIL'}`,
+  ];
+}
+
+function writeJson(outDir: string, n: Numbers, ctx: BenchContext): string {
+  fs.mkdirSync(outDir, { recursive: true });
+  const file = path.join(outDir, 'presence.json');
+  fs.writeFileSync(file, JSON.stringify({ at: new Date().toISOString(), machine: ctx.machine, loadavgAtEnd: os.loadavg(), ...n }, null, 2) + '\n');
+  return file;
+}
+
+export const presence: Benchmark = {
+  name: 'presence',
+  description: 'presence transitions/s (service layer on one redis-server) and bulk get-presence latency for 1,000 users (gateway + socket.io-client, and raw store)',
+  timeoutMs: 180000,
+  async run(ctx, signal): Promise<BenchResult> {
+    const n = await run(ctx, signal);
+    const file = writeJson(ctx.outDir, n, ctx);
+    ctx.log(`presence: numbers in ${path.relative(process.cwd(), file) || file}`);
+    return { title: 'Presence: transitions and bulk lookups (one redis-server)', params: { ...n.params }, rows: rows(n), notes: notes(n), data: { transitions: n.transitions, lookup: n.lookup } };
+  },
+};
+
+// Standalone: node dist/bench/presence.js
+if (require.main === module) {
+  const started = Date.now();
+  const log = (msg: string) => process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
+  let redis: ReturnType<typeof startBenchRedis> | undefined;
+  const ctx: BenchContext = {
+    redis: () => (redis ??= startBenchRedis()),
+    machine: { cores: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', node: process.version, platform: `${process.platform}-${process.arch}`, kernel: os.release(), totalMemMiB: Math.round(os.totalmem() / 2 ** 20), loadavg: os.loadavg(), openFilesLimit: null },
+    outDir: path.join(ROOT, '.bench'),
+    log,
+  };
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), presence.timeoutMs);
+  presence
+    .run(ctx, ac.signal)
+    .then((r) => {
+      const fmt = (v: number, d = 0) => (Number.isFinite(v) ? v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '');
+      const body = r.rows.map((x) => [x.metric, fmt(x.gateway, x.digits), fmt(x.bare, x.digits)]);
+      process.stdout.write(`\n== ${r.title} ==\n${table(['metric', 'gateway / service', 'raw store'], body, [false, true, true])}\n`);
+      for (const line of r.notes ?? []) process.stdout.write(`  - ${line}\n`);
+      return (r.data.lookup as Numbers['lookup']).targetMet ? 0 : 1;
+    })
+    .catch((e) => {
+      process.stderr.write(`presence benchmark failed: ${(e as Error).stack ?? e}\n`);
+      return 1;
+    })
+    .then(async (code) => {
+      clearTimeout(timer);
+      if (redis) await (await redis.catch(() => undefined))?.stop();
+      await killAll(2000);
+      const left = stillRunning();
+      if (left.length) process.stderr.write(`WARNING: processes still running: ${left.join(', ')}\n`);
+      process.exit(code);
+    });
+}

@@ -1,0 +1,33 @@
+--[[
+  The reaper removes a dead pod's socket from a room (room-leave, plus a durable note of the
+  user-left it owes, so that a reaper killed before announcing it is finished by the next one).
+  KEYS[1] room sockets hash (socket id -> "userId\npod"; "~left:<sid>" -> userId while a user-left
+          for that socket is owed)
+  KEYS[2] room users hash   (userId -> number of the user's sockets in the room)
+  ARGV[1] socket id
+  ARGV[2] pod name: the socket is removed only while recorded on that pod
+  Returns { code, distinct users left, user id or false }: code 1 = the user's last socket left
+  now (announce user-left, then clear the note), 2 = it left earlier and user-left is still owed
+  (announce it, then clear the note), 0 = nothing to announce.
+]]
+local note = '~left:' .. ARGV[1]
+local prev = redis.call('HGET', KEYS[1], ARGV[1])
+if prev then
+  local sep = string.find(prev, '\n', 1, true)
+  local uid = string.sub(prev, 1, sep - 1)
+  if string.sub(prev, sep + 1) ~= ARGV[2] then
+    -- recovered on another pod meanwhile: whatever this pod owed for it is moot
+    redis.call('HDEL', KEYS[1], note)
+    return { 0, redis.call('HLEN', KEYS[2]), false }
+  end
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  if redis.call('HINCRBY', KEYS[2], uid, -1) <= 0 then
+    redis.call('HDEL', KEYS[2], uid)
+    redis.call('HSET', KEYS[1], note, uid)
+    return { 1, redis.call('HLEN', KEYS[2]), uid }
+  end
+  return { 0, redis.call('HLEN', KEYS[2]), uid }
+end
+local owed = redis.call('HGET', KEYS[1], note)
+if owed then return { 2, redis.call('HLEN', KEYS[2]), owed } end
+return { 0, redis.call('HLEN', KEYS[2]), false }
