@@ -12,8 +12,7 @@
  *     call in this process; L sequential lookups each after a warm-up, p50/p90/p99.
  *     Target: gateway p99 under 5 ms.
  *
- * Runs inside the suite (`BENCH_ONLY=presence npm run bench`) or alone (`node dist/bench/presence.js`
- * after `npm run build`). Either way the numbers go to .bench/presence.json.
+ * Runs inside the suite: `BENCH_ONLY=presence npm run bench`. The numbers also go to .bench/presence.json.
  */
 import fs from 'fs';
 import os from 'os';
@@ -27,11 +26,9 @@ import { createLogger } from '../services/core/logger';
 import { createMetrics } from '../services/core/metrics';
 import { Presence, RedisPresence } from '../services/core/presence';
 import { createRedis, defineScripts, RedisClient, waitReady } from '../services/core/redis';
-import { killAll, stillRunning } from './lib/proc';
-import { startBenchRedis } from './lib/redis';
-import { envInt, percentile, Row, table } from './lib/report';
+import { envInt, percentile, Row } from './lib/report';
 import { SioClient } from './lib/sio-client';
-import { Cluster, ROOT, startCluster } from './lib/targets';
+import { Cluster, startCluster } from './lib/targets';
 import type { Benchmark, BenchContext, BenchResult } from './lib/types';
 
 const TARGET_P99_MS = 5;
@@ -234,38 +231,3 @@ export const presence: Benchmark = {
   },
 };
 
-// Standalone: node dist/bench/presence.js
-if (require.main === module) {
-  const started = Date.now();
-  const log = (msg: string) => process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
-  let redis: ReturnType<typeof startBenchRedis> | undefined;
-  const ctx: BenchContext = {
-    redis: () => (redis ??= startBenchRedis()),
-    machine: { cores: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', node: process.version, platform: `${process.platform}-${process.arch}`, kernel: os.release(), totalMemMiB: Math.round(os.totalmem() / 2 ** 20), loadavg: os.loadavg(), openFilesLimit: null },
-    outDir: path.join(ROOT, '.bench'),
-    log,
-  };
-  const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), presence.timeoutMs);
-  presence
-    .run(ctx, ac.signal)
-    .then((r) => {
-      const fmt = (v: number, d = 0) => (Number.isFinite(v) ? v.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d }) : '');
-      const body = r.rows.map((x) => [x.metric, fmt(x.gateway, x.digits), fmt(x.bare, x.digits)]);
-      process.stdout.write(`\n== ${r.title} ==\n${table(['metric', 'gateway / service', 'raw store'], body, [false, true, true])}\n`);
-      for (const line of r.notes ?? []) process.stdout.write(`  - ${line}\n`);
-      return (r.data.lookup as Numbers['lookup']).targetMet ? 0 : 1;
-    })
-    .catch((e) => {
-      process.stderr.write(`presence benchmark failed: ${(e as Error).stack ?? e}\n`);
-      return 1;
-    })
-    .then(async (code) => {
-      clearTimeout(timer);
-      if (redis) await (await redis.catch(() => undefined))?.stop();
-      await killAll(2000);
-      const left = stillRunning();
-      if (left.length) process.stderr.write(`WARNING: processes still running: ${left.join(', ')}\n`);
-      process.exit(code);
-    });
-}

@@ -10,16 +10,14 @@
  *  3. Inbox replay: 10,000 direct messages queued for an offline user; time from connect to the
  *     last `queued-messages` batch (`more: false`), repeated (nothing is acknowledged in between).
  *
- * Runs inside the suite (`BENCH_ONLY=publish npm run bench`) or alone (`node dist/bench/publish.js`
- * after `npm run build`). Either way the numbers go to .bench/publish.json.
+ * Runs inside the suite: `BENCH_ONLY=publish npm run bench`. The numbers also go to .bench/publish.json.
  */
 import fs from 'fs';
 import http from 'http';
 import path from 'path';
 import { performance } from 'perf_hooks';
-import { freePort, killAll, Managed, sleep, spawnTracked, stillRunning, waitPort } from './lib/proc';
-import { startBenchRedis } from './lib/redis';
-import { envInt, percentile, Row, table } from './lib/report';
+import { freePort, Managed, sleep, spawnTracked, waitPort } from './lib/proc';
+import { envInt, percentile, Row } from './lib/report';
 import { connectMany, SioClient } from './lib/sio-client';
 import { Cluster, DIST, ROOT, startCluster } from './lib/targets';
 import type { Benchmark, BenchContext, BenchResult } from './lib/types';
@@ -372,38 +370,3 @@ export const publish: Benchmark = {
   },
 };
 
-// Standalone: node dist/bench/publish.js
-if (require.main === module) {
-  const started = Date.now();
-  const os = require('os') as typeof import('os');
-  const log = (msg: string) => process.stderr.write(`[bench +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
-  let redis: ReturnType<typeof startBenchRedis> | undefined;
-  const ctx: BenchContext = {
-    redis: () => (redis ??= startBenchRedis()),
-    machine: { cores: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', node: process.version, platform: `${process.platform}-${process.arch}`, kernel: os.release(), totalMemMiB: Math.round(os.totalmem() / 2 ** 20), loadavg: os.loadavg(), openFilesLimit: null },
-    outDir: path.join(ROOT, '.bench'),
-    log,
-  };
-  const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(), publish.timeoutMs);
-  publish
-    .run(ctx, ac.signal)
-    .then((r) => {
-      const body = r.rows.map((x) => [x.metric, Number.isFinite(x.gateway) ? x.gateway.toLocaleString('en-US', { minimumFractionDigits: x.digits ?? 0, maximumFractionDigits: x.digits ?? 0 }) : 'n/a']);
-      process.stdout.write(`\n== ${r.title} ==\n${table(['metric', 'value'], body, [false, true])}\n`);
-      for (const line of r.notes ?? []) process.stdout.write(`  - ${line}\n`);
-      return 0;
-    })
-    .catch((e) => {
-      process.stderr.write(`publish benchmark failed: ${(e as Error).stack ?? e}\n`);
-      return 1;
-    })
-    .then(async (code) => {
-      clearTimeout(timer);
-      if (redis) await (await redis.catch(() => undefined))?.stop();
-      await killAll(2000);
-      const left = stillRunning();
-      if (left.length) process.stderr.write(`WARNING: processes still running: ${left.join(', ')}\n`);
-      process.exit(code);
-    });
-}
