@@ -258,7 +258,8 @@ describe.each([
     const done = Date.now() - t0;
     await new Promise((res) => setTimeout(res, 2 * HB + GRACE)); // duplicates would show by now
     // eslint-disable-next-line no-console
-    console.log(`[${_name}] worker killed ${killedAt} ms after the gateway (offline ${progress.offline}/200, user-left ${progress.left}/200 announced), new worker up at ${restartedAt} ms, all announced at ${done} ms`);
+    const span = (xs: Array<{ at: number }>) => `${Math.min(...xs.map((e) => e.at - t0))}-${Math.max(...xs.map((e) => e.at - t0))} ms`;
+    console.log(`[${_name}] worker killed ${killedAt} ms after the gateway (offline ${progress.offline}/200, user-left ${progress.left}/200 announced), new worker up at ${restartedAt} ms, all announced at ${done} ms; user-left ${span(watcher.left)}, offline ${span(watcher.offline())} after the gateway kill`);
     const off = counts(watcher.offline().map((e) => e.userId));
     const missedOff = ids.filter((id) => !off.has(id));
     const twiceOff = [...off].filter(([, n]) => n > 1).map(([id]) => id);
