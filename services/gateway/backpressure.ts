@@ -28,8 +28,8 @@ interface State {
   limits: Limits;
   /** Bytes handed to Engine.IO since its last flush to the transport. */
   queued: number;
-  /** When the buffer last went from empty to non-empty (0 while empty). */
-  pendingSince: number;
+  /** When the connection last showed progress: its buffer was empty, flushed or drained. */
+  lastProgress: number;
   cut: boolean;
   /** Limits apply once the connection handler ran (see armOutboundBound). */
   armed: boolean;
@@ -37,8 +37,8 @@ interface State {
   allowance: number;
 }
 
-/** A burst above the hard mark is tolerated this long (a healthy reader drains it)... */
-const BURST_GRACE_MS = 1000;
+/** Above the hard mark, a connection that made progress this recently is in a burst, not stalled... */
+const BURST_GRACE_MS = 50;
 /** ...but never beyond this multiple of the hard mark. */
 const BURST_FACTOR = 4;
 
@@ -54,18 +54,21 @@ function wsBuffered(conn: EngineConn): number {
 // Shared listeners (`this` is the Engine.IO connection): nothing is allocated per connection but the state.
 function onFlush(this: EngineConn): void {
   const st = this[STATE];
-  if (st) st.queued = 0;
+  if (st) {
+    st.queued = 0;
+    st.lastProgress = Date.now();
+  }
 }
 function onDrain(this: EngineConn): void {
   const st = this[STATE];
-  if (st && wsBuffered(this) === 0) st.pendingSince = 0;
+  if (st) st.lastProgress = Date.now();
 }
 
 function stateOf(client: EngineClient, limits: Limits): State {
   const conn = client.conn;
   let st = conn[STATE];
   if (!st) {
-    st = { limits, queued: 0, pendingSince: 0, cut: false, armed: false, allowance: 0 };
+    st = { limits, queued: 0, lastProgress: Date.now(), cut: false, armed: false, allowance: 0 };
     conn[STATE] = st;
     conn.on('flush', onFlush);
     conn.on('drain', onDrain);
@@ -150,11 +153,8 @@ function boundedWrite(this: EngineClient, write: EngineClient['writeToEngine'], 
     }
   }
   const total = buffered + size;
-  if (total > limits.hard) {
-    const now = Date.now();
-    if (total > limits.hard * BURST_FACTOR || (st.pendingSince && now - st.pendingSince > BURST_GRACE_MS)) return cut(this, st);
-    if (!st.pendingSince) st.pendingSince = now;
-  } else if (!st.pendingSince && raw === 0) st.pendingSince = Date.now();
+  if (raw === 0) st.lastProgress = Date.now();
+  if (total > limits.hard && (total > limits.hard * BURST_FACTOR || (raw > 0 && Date.now() - st.lastProgress > BURST_GRACE_MS))) return cut(this, st);
   st.queued += size;
   limits.metrics.pending.packetsSent += count;
   // The volatile decision is made above (counted); Socket.IO would otherwise silently drop a
@@ -177,8 +177,9 @@ export function armOutboundBound(socket: Socket): void {
  * Bounds the bytes buffered for each connection of `io` (all its namespaces) once armed
  * (a recovery replay before that is bounded by the adapter stream instead). Above `soft`,
  * volatile packets are dropped; above `hard`, the transport is cut (the client sees "transport
- * close", reconnects and recovers) — unless the buffer only just filled: a burst is tolerated for
- * 1 s, up to 4x `hard`, so a healthy reader is not cut for one large batch. O(1) per write: bytes
+ * close", reconnects and recovers) — unless the connection made progress (was empty, flushed or
+ * drained) within the last 50 ms: then it is in a burst (one adapter batch written in one tick)
+ * and is tolerated up to 4x `hard`, so a healthy reader is not cut for one large batch. O(1) per write: bytes
  * queued in Engine.IO since its last flush plus what the websocket still holds.
  */
 export function boundOutboundBuffers(io: Server, soft: number, hard: number, metrics: Metrics, onCut: () => void): void {
