@@ -1,9 +1,8 @@
-import type { Config } from './config';
 import { unknownVariables } from './config';
 import type { Logger } from './logger';
 
 /** Process-level wiring shared by both services: warnings at start-up, signals, stray rejections. */
-export function runService(name: string, cfg: Config, logger: Logger, stop: () => Promise<void>): void {
+export function runService(name: string, logger: Logger, stop: () => Promise<void>): void {
   for (const v of unknownVariables()) logger.warn({ variable: v }, 'unknown environment variable (typo?) ignored');
   process.on('unhandledRejection', (reason) => {
     // A background promise of a library (e.g. a Redis command during an outage): log, keep serving.
@@ -24,5 +23,4 @@ export function runService(name: string, cfg: Config, logger: Logger, stop: () =
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
-  void cfg;
 }

@@ -231,7 +231,7 @@ async function handlePublish(req: http.IncomingMessage, res: http.ServerResponse
   } catch (e) {
     if (e instanceof GatewayError) reply(httpStatus(e.code), { error: { code: e.code, message: e.message } });
     else {
-      const down = isRedisDown(e) || /connect|closed|writeable|ECONN|timed out/i.test((e as Error).message ?? '');
+      const down = isRedisDown(e);
       if (!down) logger.error({ err: (e as Error).message }, 'publish failed');
       reply(down ? 503 : 500, { error: { code: down ? 'unavailable' : 'internal', message: down ? 'Redis is unavailable, retry later' : 'internal error' } });
     }

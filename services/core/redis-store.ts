@@ -1,5 +1,5 @@
 import type { Keys } from './keys';
-import { UnavailableError } from './errors';
+import { isRedisDown, UnavailableError } from './errors';
 import type { RedisClient } from './redis';
 import type { PodInfo, RoomChange, RoomMember, Store } from './store';
 
@@ -32,8 +32,7 @@ export class RedisStore implements Store {
       return await fn();
     } catch (e) {
       if (e instanceof UnavailableError) throw e;
-      const msg = (e as Error).message ?? '';
-      if (/Connection|connect|writeable|timed out|ECONN|EPIPE|closed|LOADING|MaxRetries/i.test(msg) || !this.available()) throw new UnavailableError();
+      if (isRedisDown(e) || !this.available()) throw new UnavailableError();
       throw e;
     }
   }

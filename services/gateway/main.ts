@@ -11,7 +11,7 @@ if (cfg.authMode === 'insecure') logger.warn('AUTH_MODE=insecure: auth.userId is
 if (!cfg.redisUrl) logger.info('REDIS_URL unset: single node on the in-memory engine');
 const gateway = createGateway(cfg, logger, createMetrics());
 const tracing = startTracing('gateway', logger);
-runService('gateway', cfg, logger, async () => {
+runService('gateway', logger, async () => {
   await gateway.stop();
   await (await tracing)();
 });

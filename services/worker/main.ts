@@ -9,7 +9,7 @@ const cfg = loadConfigOrExit('worker');
 const logger = createLogger('worker', cfg.logLevel, cfg.podName);
 const worker = createWorker(cfg, logger, createMetrics());
 const tracing = startTracing('worker', logger);
-runService('worker', cfg, logger, async () => {
+runService('worker', logger, async () => {
   await worker.stop();
   await (await tracing)();
 });
