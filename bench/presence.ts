@@ -14,8 +14,6 @@
  *
  * Runs inside the suite: `BENCH_ONLY=presence npm run bench`. The numbers also go to .bench/presence.json.
  */
-import fs from 'fs';
-import os from 'os';
 import path from 'path';
 import { performance } from 'perf_hooks';
 import { Registry } from 'prom-client';
@@ -26,7 +24,7 @@ import { createLogger } from '../services/core/logger';
 import { createMetrics } from '../services/core/metrics';
 import { Presence, RedisPresence } from '../services/core/presence';
 import { createRedis, defineScripts, RedisClient, waitReady } from '../services/core/redis';
-import { envInt, percentile, Row } from './lib/report';
+import { envInt, percentile, Row, writeBenchJson } from './lib/report';
 import { SioClient } from './lib/sio-client';
 import { Cluster, startCluster } from './lib/targets';
 import type { Benchmark, BenchContext, BenchResult } from './lib/types';
@@ -212,12 +210,6 @@ function notes(n: Numbers): string[] {
   ];
 }
 
-function writeJson(outDir: string, n: Numbers, ctx: BenchContext): string {
-  fs.mkdirSync(outDir, { recursive: true });
-  const file = path.join(outDir, 'presence.json');
-  fs.writeFileSync(file, JSON.stringify({ at: new Date().toISOString(), machine: ctx.machine, loadavgAtEnd: os.loadavg(), ...n }, null, 2) + '\n');
-  return file;
-}
 
 export const presence: Benchmark = {
   name: 'presence',
@@ -225,7 +217,7 @@ export const presence: Benchmark = {
   timeoutMs: 180000,
   async run(ctx, signal): Promise<BenchResult> {
     const n = await run(ctx, signal);
-    const file = writeJson(ctx.outDir, n, ctx);
+    const file = writeBenchJson(ctx, 'presence', n);
     ctx.log(`presence: numbers in ${path.relative(process.cwd(), file) || file}`);
     return { title: 'Presence: transitions and bulk lookups (one redis-server)', params: { ...n.params }, rows: rows(n), notes: notes(n), data: { transitions: n.transitions, lookup: n.lookup } };
   },

@@ -12,12 +12,11 @@
  *
  * Runs inside the suite: `BENCH_ONLY=publish npm run bench`. The numbers also go to .bench/publish.json.
  */
-import fs from 'fs';
 import http from 'http';
 import path from 'path';
 import { performance } from 'perf_hooks';
 import { freePort, Managed, sleep, spawnTracked, waitPort } from './lib/proc';
-import { envInt, percentile, Row } from './lib/report';
+import { envInt, percentile, Row, writeBenchJson } from './lib/report';
 import { connectMany, SioClient } from './lib/sio-client';
 import { Cluster, DIST, ROOT, startCluster } from './lib/targets';
 import type { Benchmark, BenchContext, BenchResult } from './lib/types';
@@ -351,12 +350,6 @@ function notes(n: Numbers & { params: Params }): string[] {
   ];
 }
 
-function writeJson(outDir: string, n: Numbers & { params: Params }, ctx: BenchContext): string {
-  fs.mkdirSync(outDir, { recursive: true });
-  const file = path.join(outDir, 'publish.json');
-  fs.writeFileSync(file, JSON.stringify({ at: new Date().toISOString(), machine: ctx.machine, ...n }, null, 2) + '\n');
-  return file;
-}
 
 export const publish: Benchmark = {
   name: 'publish',
@@ -364,7 +357,7 @@ export const publish: Benchmark = {
   timeoutMs: 300000,
   async run(ctx, signal): Promise<BenchResult> {
     const n = await run(ctx, signal);
-    const file = writeJson(ctx.outDir, n, ctx);
+    const file = writeBenchJson(ctx, 'publish', n);
     ctx.log(`publish: numbers in ${path.relative(process.cwd(), file) || file}`);
     return { title: 'Publish API, outbox delivery and inbox replay (2 gateways, 1 worker)', params: { ...n.params }, rows: rows(n), notes: notes(n), data: { throughput: n.throughput, e2e: n.e2e, replay: n.replay } };
   },

@@ -1,3 +1,7 @@
+import fs from 'fs';
+import os from 'os';
+import path from 'path';
+import type { BenchContext } from './types';
 /** Numbers and tables shared by the benchmarks. */
 
 /** Percentile (0-100) of an ascending-sorted array, nearest rank. */
@@ -86,4 +90,12 @@ export function envInt(name: string, def: number, min = 0, max = Number.MAX_SAFE
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer between ${min} and ${max}, got "${raw}"`);
   return n;
+}
+
+/** Writes one benchmark's numbers to `<outDir>/<name>.json` with the time, the machine and the load at the end; returns the file. */
+export function writeBenchJson(ctx: BenchContext, name: string, numbers: object): string {
+  fs.mkdirSync(ctx.outDir, { recursive: true });
+  const file = path.join(ctx.outDir, `${name}.json`);
+  fs.writeFileSync(file, JSON.stringify({ at: new Date().toISOString(), machine: ctx.machine, loadavgAtEnd: os.loadavg(), ...numbers }, null, 2) + '\n');
+  return file;
 }
