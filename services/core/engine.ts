@@ -1,5 +1,6 @@
 import type { Server, Namespace } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
+import { encode } from '@msgpack/msgpack';
 import type { Config } from './config';
 import { UnavailableError } from './errors';
 import { Keys } from './keys';
@@ -44,7 +45,7 @@ export interface Engine {
   /** Waits for Redis at start-up (bounded). */
   ready(timeoutMs?: number): Promise<void>;
   /** Writes a socket's recovery session ahead of any disconnect, so a SIGKILL loses nothing. */
-  persistSession(nsp: Namespace, session: { sid: string; pid?: string; rooms: string[]; data: unknown }): void;
+  persistSession(session: { sid: string; pid?: string; rooms: string[]; data: unknown }): void;
   close(): Promise<void>;
 }
 
@@ -151,14 +152,13 @@ export function createEngine(cfg: Config, logger: Logger, metrics: Metrics, opts
     async ready(timeoutMs = 15000) {
       await Promise.all([waitReady(redis, timeoutMs), waitReady(adapterRedis, timeoutMs)]);
     },
-    persistSession(nsp, session) {
+    persistSession(session) {
       if (!session.pid || redis.status !== 'ready') return;
-      try {
-        (nsp.adapter as unknown as { persistSession(s: unknown): void }).persistSession(session);
-        metrics.sessionsPersisted.inc();
-      } catch (e) {
-        logger.debug({ err: (e as Error).message }, 'persisting session failed');
-      }
+      // The adapter's own format (msgpack, base64, PX = window), so restoreSession() reads it.
+      redis
+        .set(keys.sessionPrefix() + session.pid, Buffer.from(encode(session)).toString('base64'), 'PX', cfg.recoveryWindowMs)
+        .then(() => metrics.sessionsPersisted.inc())
+        .catch(() => metrics.redisErrors.inc({ op: 'persist_session' }));
     },
     async close() {
       await Promise.allSettled([redis.quit(), adapterRedis.quit()]);

@@ -1,6 +1,5 @@
 import http from 'http';
 import { Server, Socket } from 'socket.io';
-import { encode } from '@msgpack/msgpack';
 import { AuthError, createAuthenticator, Principal } from '../core/auth';
 import type { Config } from '../core/config';
 import { broadcast, createEngine, Engine } from '../core/engine';
@@ -74,14 +73,7 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
       if (!engine.available()) throw new UnavailableError();
     },
     persistSession(socket) {
-      if (engine.kind !== 'redis' || !engine.redis) return;
-      const pid = (socket as unknown as { pid?: string }).pid;
-      if (!pid) return;
-      const session = { sid: socket.id, pid, rooms: [...socket.rooms], data: socket.data };
-      engine.redis
-        .set(engine.keys.sessionPrefix() + pid, Buffer.from(encode(session)).toString('base64'), 'PX', cfg.recoveryWindowMs)
-        .then(() => metrics.sessionsPersisted.inc())
-        .catch(() => metrics.redisErrors.inc({ op: 'persist_session' }));
+      engine.persistSession({ sid: socket.id, pid: (socket as unknown as { pid?: string }).pid, rooms: [...socket.rooms], data: socket.data });
     },
     draining: () => draining,
   };
