@@ -24,7 +24,7 @@ import { createLogger } from '../services/core/logger';
 import { createMetrics } from '../services/core/metrics';
 import { Presence, RedisPresence } from '../services/core/presence';
 import { createRedis, defineScripts, RedisClient, waitReady } from '../services/core/redis';
-import { envInt, percentile, Row, writeBenchJson } from './lib/report';
+import { envInt, Row, Stats, stats, writeBenchJson } from './lib/report';
 import { SioClient } from './lib/sio-client';
 import { Cluster, startCluster } from './lib/targets';
 import type { Benchmark, BenchContext, BenchResult } from './lib/types';
@@ -49,18 +49,6 @@ function params(): Params {
   };
 }
 
-interface Stats {
-  n: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
-
-function stats(xs: number[]): Stats {
-  const s = Float64Array.from(xs).sort();
-  return { n: s.length, p50: percentile(s, 50), p90: percentile(s, 90), p99: percentile(s, 99), max: s.length ? s[s.length - 1] : NaN };
-}
 
 function abortIf(signal: AbortSignal): void {
   if (signal.aborted) throw new Error('aborted (benchmark time bound reached)');

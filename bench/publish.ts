@@ -16,7 +16,7 @@ import http from 'http';
 import path from 'path';
 import { performance } from 'perf_hooks';
 import { freePort, Managed, sleep, spawnTracked, waitPort } from './lib/proc';
-import { envInt, percentile, Row, writeBenchJson } from './lib/report';
+import { envInt, Row, Stats, stats, writeBenchJson } from './lib/report';
 import { connectMany, SioClient } from './lib/sio-client';
 import { Cluster, DIST, ROOT, startCluster } from './lib/targets';
 import type { Benchmark, BenchContext, BenchResult } from './lib/types';
@@ -49,17 +49,6 @@ function params(): Params {
   };
 }
 
-interface Stats {
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
-
-function stats(xs: number[]): Stats {
-  const s = Float64Array.from(xs).sort();
-  return { p50: percentile(s, 50), p90: percentile(s, 90), p99: percentile(s, 99), max: s.length ? s[s.length - 1] : NaN };
-}
 
 function abortIf(signal: AbortSignal): void {
   if (signal.aborted) throw new Error('aborted (benchmark time bound reached)');

@@ -99,3 +99,18 @@ export function writeBenchJson(ctx: BenchContext, name: string, numbers: object)
   fs.writeFileSync(file, JSON.stringify({ at: new Date().toISOString(), machine: ctx.machine, loadavgAtEnd: os.loadavg(), ...numbers }, null, 2) + '\n');
   return file;
 }
+
+/** Latency summary of a sample: count, p50/p90/p99 (nearest rank) and max. */
+export interface Stats {
+  n: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+/** Summarizes a sample (unsorted) into Stats. */
+export function stats(xs: number[]): Stats {
+  const s = Float64Array.from(xs).sort();
+  return { n: s.length, p50: percentile(s, 50), p90: percentile(s, 90), p99: percentile(s, 99), max: s.length ? s[s.length - 1] : NaN };
+}
