@@ -6,6 +6,8 @@
  *
  *   join-room (room, ack)    -> socket.join(room); ack({ ok: true, room })
  *   message   (payload, ack) -> io.to(payload.roomId).emit('message', payload); ack({ ok: true })
+ *   get-presence (ids, ack)  -> one MGET of the ids' presence views under REDIS_KEY_PREFIX (the
+ *                               gateway's key and value format, no validation); ack({ ok: true, users })
  *
  * Env: PORT, HOST (127.0.0.1), REDIS_URL (required), REDIS_KEY_PREFIX (use a different one from
  * the gateway so the adapter stream is separate). Prints "bare-server ready <port>" once listening
@@ -97,6 +99,17 @@ io.on('connection', (socket) => {
       else io.to(room).emit('message', out);
     }
     if (typeof ack === 'function') ack({ ok: true });
+  });
+  socket.on('get-presence', async (ids: string[], ack?: Ack) => {
+    const head = `${keys.prefix}:presence-view:{${socket.nsp.name}|`;
+    const views = await redis.mget(ids.map((id) => `${head}${id}}`));
+    const users = ids.map((userId, i) => {
+      const v = views[i];
+      if (!v) return { userId, status: 'offline', lastSeen: null };
+      const sep = v.indexOf(':');
+      return { userId, status: v.slice(0, sep), lastSeen: Number(v.slice(sep + 1)) };
+    });
+    if (typeof ack === 'function') ack({ ok: true, users });
   });
 });
 

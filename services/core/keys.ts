@@ -58,11 +58,24 @@ export class Keys {
   pods(): string {
     return `${this.prefix}:pods`;
   }
-  /** Presence of one user in one namespace (one hash; every presence script touches only it). */
+  /** Presence of one user in one namespace: sockets, pending offline, version (with presenceView(), all a presence script touches). */
   presence(nsp: string, userId: string): string {
     assert(NSP_RE.test(nsp), 'namespace', nsp);
     assert(USER_ID_RE.test(userId), 'user id', userId);
     return `${this.prefix}:presence:{${nsp}|${userId}}`;
+  }
+  /** What lookups read of (namespace, user): "<online|offline>:<lastSeen>", same slot as presence(). */
+  presenceView(nsp: string, userId: string): string {
+    return this.presenceViews(nsp, [userId])[0];
+  }
+  /** presenceView() of many users of one namespace (a bulk lookup builds 1,000 at once). */
+  presenceViews(nsp: string, userIds: string[]): string[] {
+    assert(NSP_RE.test(nsp), 'namespace', nsp);
+    const head = `${this.prefix}:presence-view:{${nsp}|`;
+    return userIds.map((u) => {
+      assert(USER_ID_RE.test(u), 'user id', u);
+      return `${head}${u}}`;
+    });
   }
   /**
    * Last announced presence transition of (namespace, user). Its hash tag is the adapter stream

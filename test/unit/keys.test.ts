@@ -41,6 +41,16 @@ describe('Keys', () => {
     for (const pod of ['', 'a b', 'a}b', 'x'.repeat(254)]) expect(() => keys.podRooms(pod)).toThrow(/invalid pod name/);
   });
 
+  test('presence hash and view of a user share one hash tag; bulk views validate every id', () => {
+    expect(keys.presence('/', 'alice')).toBe('rtg:presence:{/|alice}');
+    expect(keys.presenceView('/', 'alice')).toBe('rtg:presence-view:{/|alice}');
+    expect(tags(keys.presenceView('/workspace-a', 'b@c'))).toEqual(tags(keys.presence('/workspace-a', 'b@c')));
+    expect(keys.presenceViews('/', ['a', 'b'])).toEqual(['rtg:presence-view:{/|a}', 'rtg:presence-view:{/|b}']);
+    expect(keys.presenceViews('/', [])).toEqual([]);
+    expect(() => keys.presenceViews('/', ['a', 'b}c'])).toThrow(/invalid user id for a Redis key/);
+    expect(() => keys.presenceViews('nsp', ['a'])).toThrow(/invalid namespace for a Redis key/);
+  });
+
   test('every key starts with the configured prefix', () => {
     const k = new Keys('tenant.1');
     const all = [k.adapterStream(), k.sessionPrefix(), k.channelPrefix(), k.pods(), k.podRooms('p'), ...Object.values(k.room('/', 'r'))];

@@ -93,7 +93,10 @@ describe('presence, direct messages, inbox', () => {
     expect(rejects(userIdListSchema, Array.from({ length: 1001 }, (_, i) => `u${i}`))).toBe('at most 1000 user ids');
     expect(rejects(userIdListSchema, ['ok', 'not ok'])).toBe('1: user ids are 1-128 chars of [A-Za-z0-9_.:@-]');
     expect(rejects(userIdListSchema, 'alice')).toMatch(/Expected array, received string/);
-    rejects(userIdListSchema, [1]);
+    expect(rejects(userIdListSchema, [1])).toBe('0: Expected string, received number');
+    expect(rejects(userIdListSchema, null)).toBe('Expected array, received null');
+    expect(rejects(userIdListSchema, { 0: 'a', length: 1 })).toBe('Expected array, received object');
+    expect(rejects(userIdListSchema, ['a', 'x'.repeat(129)])).toBe('1: user ids are 1-128 chars of [A-Za-z0-9_.:@-]');
   });
 
   test('directMessageSchema', () => {

@@ -2,6 +2,7 @@
   Decides a pending offline once its grace period is over. Runs on any pod or worker; only one
   caller ever gets the transition.
   KEYS[1] presence hash of (namespace, user)
+  KEYS[2] presence view of (namespace, user) (see presence-connect-2.lua)
   ARGV[1] now (ms)
   Returns { code, version, lastSeen }: code 1 = became offline (announce it),
   2 = already offline, decided by a caller that may have died before announcing it (announce it
@@ -16,15 +17,19 @@ for _, f in ipairs(fields) do
     return { 0, 0, false }
   end
 end
-local status = redis.call('HGET', KEYS[1], 'status')
+local view = redis.call('GET', KEYS[2])
+if not view then return { 0, 0, false } end
+local sep = string.find(view, ':', 1, true)
+local status, lastSeen = string.sub(view, 1, sep - 1), string.sub(view, sep + 1)
 if status ~= 'online' then
   local unannounced = redis.call('HGET', KEYS[1], 'unannounced')
-  if status == 'offline' and unannounced then return { 2, tonumber(unannounced), redis.call('HGET', KEYS[1], 'lastSeen') } end
+  if unannounced then return { 2, tonumber(unannounced), lastSeen } end
   return { 0, 0, false }
 end
 local pending = tonumber(redis.call('HGET', KEYS[1], 'pending') or '0')
 if pending > tonumber(ARGV[1]) then return { -1, 0, false } end
 local v = redis.call('HINCRBY', KEYS[1], 'v', 1)
-redis.call('HSET', KEYS[1], 'status', 'offline', 'unannounced', v)
+redis.call('SET', KEYS[2], 'offline:' .. lastSeen)
+redis.call('HSET', KEYS[1], 'unannounced', v)
 redis.call('HDEL', KEYS[1], 'pending')
-return { 1, v, redis.call('HGET', KEYS[1], 'lastSeen') }
+return { 1, v, lastSeen }
