@@ -78,7 +78,7 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
   for (const code of ERROR_CODES) m.errors.inc({ code }, 0);
   for (const scope of ['event', 'connect']) m.rateLimited.inc({ scope }, 0);
   for (const reason of ['no_ack', 'unknown_event', 'rate_limited']) m.eventsDropped.inc({ reason }, 0);
-  for (const reason of ['missing_credentials', 'invalid_token', 'expired', 'bad_claims', 'jwks_unavailable', 'workspace', 'role', 'rate_limited', 'overloaded', 'error']) m.authFailures.inc({ reason }, 0);
+  for (const reason of ['missing_credentials', 'invalid_token', 'expired', 'bad_claims', 'jwks_unavailable', 'workspace', 'role', 'namespace', 'rate_limited', 'overloaded', 'error']) m.authFailures.inc({ reason }, 0);
   for (const op of ['connection', 'heartbeat', 'persist_session', 'adapter_publish', 'inbox_replay', 'outbox_read', 'reap']) m.redisErrors.inc({ op }, 0);
   for (const target of ['all', 'rooms', 'user']) m.deliveries.inc({ target }, 0);
   for (const kind of ['direct', 'publish']) m.inboxAppends.inc({ kind }, 0);

@@ -22,6 +22,7 @@ import { demoRoutes } from './demo';
 import { healthRoute, listen, metricsRoute, router } from '../core/http';
 import { inSpan, SpanKind, SpanStatusCode } from '../core/telemetry';
 import { closeRecoveryGap } from './recovery-gap';
+import { refuseUnknownNamespaces } from './unknown-namespace';
 
 /** A socket's event token bucket (a symbol: it never travels in the recovery session). */
 const BUCKET = Symbol('bucket');
@@ -51,6 +52,7 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
   });
   engine.attach(io);
   closeRecoveryGap(io);
+  refuseUnknownNamespaces(io, metrics);
   boundOutboundBuffers(io, cfg.outboundSoftBytes, cfg.outboundMaxBytes, metrics, () => logger.warn('slow consumer cut: outbound buffer above OUTBOUND_BUFFER_MAX_BYTES'));
   const presence = new Presence(engine.presence, io, { pod: cfg.podName, graceMs: cfg.presenceGraceMs, logger, metrics });
 

@@ -115,12 +115,15 @@ describe.each([
     expect((await user.emitWithAck('admin:stats')).error.code).toBe('bad_request');
   });
 
-  test('an unknown namespace is refused and does not disturb valid namespaces', async () => {
+  test('an unknown namespace is refused forbidden (contract code and data) and does not disturb valid namespaces', async () => {
     const t = await token('explorer', { workspaces: ['acme'] });
+    const before = await failures(gws[0], 'namespace');
     for (const nsp of ['/nope', '/workspace-', '/workspace-has.dot', '/admin2']) {
-      const err = await refused(`${url(0)}${nsp}`, { token: t });
-      expect(err.message).toBe('Invalid namespace');
+      expectRefusal(await refused(`${url(0)}${nsp}`, { token: t }), 'forbidden', new RegExp(`unknown namespace "${nsp.replace('.', '\\.')}"`));
     }
+    // no credentials at all: still the same answer (the namespace is checked first)
+    expectRefusal(await refused(`${url(0)}/nope`, {}), 'forbidden', /unknown namespace/);
+    expect(await failures(gws[0], 'namespace')).toBe(before + 5);
     expect((await connect(url(0), { token: t })).connected).toBe(true);
   });
 
