@@ -120,7 +120,7 @@ export const settings = {
   recoveryWindowMs: { env: 'RECOVERY_WINDOW_MS', def: 120000, parse: int(0), services: GW, doc: 'Connection state recovery window' } as Setting<number>,
   adapterStreamMaxLen: { env: 'ADAPTER_STREAM_MAXLEN', def: 100000, parse: int(1000), services: GW, doc: 'Approximate length of the adapter stream (bounds how much a recovering client can catch up)' } as Setting<number>,
   heartbeatIntervalMs: { env: 'HEARTBEAT_INTERVAL_MS', def: 5000, parse: int(100), services: GW, doc: 'Pod heartbeat period; a pod silent for 3 periods is reaped' } as Setting<number>,
-  presenceGraceMs: { env: 'PRESENCE_GRACE_MS', def: 5000, parse: int(0), services: GW, doc: 'Time without sockets before a user is declared offline' } as Setting<number>,
+  presenceGraceMs: { env: 'PRESENCE_GRACE_MS', def: 5000, parse: int(0), services: GW, doc: 'Time without sockets before a user is declared offline, and before the room memberships of a dropped connection are given up (`user-left`)' } as Setting<number>,
   shutdownDelayMs: { env: 'SHUTDOWN_DELAY_MS', def: 3000, parse: int(0), services: GW, doc: 'After SIGTERM, time with `/readyz` failing before sockets are moved (lets the ingress notice)' } as Setting<number>,
   drainTimeoutMs: { env: 'DRAIN_TIMEOUT_MS', def: 10000, parse: int(0), services: GW, doc: 'Upper bound for finishing in-flight work after sockets are told to reconnect' } as Setting<number>,
   devLogin: { env: 'DEV_LOGIN', def: false, parse: bool, services: G, doc: 'Development only: `POST /dev/token {"userId"}` signs a 24 h token with JWT_SECRET so the demo page can log in by name (never enable in production)' } as Setting<boolean>,

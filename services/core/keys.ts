@@ -94,6 +94,13 @@ export class Keys {
   presenceDue(): string {
     return `${this.prefix}:presence-due`;
   }
+  /**
+   * Parked room memberships of sockets whose connection dropped (room-park-1.lua):
+   * member "pod\nnsp\nsid\nroom,room,...", score = end of the grace period (ms).
+   */
+  roomLeaveDue(): string {
+    return `${this.prefix}:room-leave-due`;
+  }
   /** Online users of a namespace (versioned, with a "#count" field). */
   online(nsp: string): string {
     assert(NSP_RE.test(nsp), 'namespace', nsp);

@@ -2,7 +2,9 @@ import type { PodInfo, RoomChange, RoomMember, Store } from './store';
 
 /** The single-node engine's store: the same semantics as the Redis store, in process memory. */
 export class MemoryStore implements Store {
-  private rooms = new Map<string, { sockets: Map<string, { userId: string; pod: string }>; users: Map<string, number> }>();
+  private rooms = new Map<string, { sockets: Map<string, { userId: string; pod: string; parked?: boolean }>; users: Map<string, number> }>();
+  /** Parked memberships by "nsp\nsid": the rooms and the end of their grace period. */
+  private parked = new Map<string, { pod: string; rooms: string[]; deadline: number }>();
   private podMap = new Map<string, PodInfo>();
 
   private room(nsp: string, room: string) {
@@ -41,6 +43,41 @@ export class MemoryStore implements Store {
     } else r.users.set(prev.userId, n);
     if (r.sockets.size === 0) this.rooms.delete(k);
     return { changed, members: r.users.size, userId: prev.userId };
+  }
+
+  async parkRooms(nsp: string, sid: string, pod: string, rooms: string[], deadline: number): Promise<void> {
+    const parked: string[] = [];
+    for (const room of rooms) {
+      const m = this.rooms.get(`${nsp}\n${room}`)?.sockets.get(sid);
+      if (m && m.pod === pod) {
+        m.parked = true;
+        parked.push(room);
+      }
+    }
+    if (parked.length) this.parked.set(`${nsp}\n${sid}`, { pod, rooms: parked, deadline });
+  }
+
+  /** Removes the memberships still parked at their deadline; returns the user-left each owes. */
+  leaveDueParked(now: number): Array<{ nsp: string; room: string; userId: string }> {
+    const out: Array<{ nsp: string; room: string; userId: string }> = [];
+    for (const [k, p] of this.parked) {
+      if (p.deadline > now) continue;
+      this.parked.delete(k);
+      const [nsp, sid] = k.split('\n');
+      for (const room of p.rooms) {
+        const r = this.rooms.get(`${nsp}\n${room}`);
+        const m = r?.sockets.get(sid);
+        if (!r || !m?.parked || m.pod !== p.pod) continue; // back (recovered) or gone
+        r.sockets.delete(sid);
+        const n = (r.users.get(m.userId) ?? 1) - 1;
+        if (n <= 0) {
+          r.users.delete(m.userId);
+          out.push({ nsp, room, userId: m.userId });
+        } else r.users.set(m.userId, n);
+        if (r.sockets.size === 0) this.rooms.delete(`${nsp}\n${room}`);
+      }
+    }
+    return out;
   }
 
   async roomMembers(nsp: string, room: string): Promise<RoomMember[]> {

@@ -60,7 +60,7 @@ type Scripted = RedisClient & {
   presenceDisconnect(k: string, view: string, sid: string, pod: string, now: number, deadline: number): Promise<[number]>;
   presenceFinalize(k: string, view: string, now: number): Promise<[number, number, string | null]>;
   presenceSettle(k: string, v: number): Promise<number>;
-  presenceDueSettle(k: string, member: string, score: string): Promise<number>;
+  dueSettle(k: string, member: string, score: string): Promise<number>;
   presenceAnnounce(stream: string, last: string, v: number, status: string, maxLen: number, ttlMs: number, ...fields: string[]): Promise<string | null>;
   onlineUpdate(k: string, userId: string, v: number, s: string): Promise<number>;
 };
@@ -122,7 +122,7 @@ export class RedisPresence implements PresenceStore {
       // Decided now (1) or earlier by a caller that may have died before announcing (2): the
       // entry stays due until the announcement is done, so that a crash loses nothing.
       if (code === 1 || code === 2) out.push({ nsp, userId, status: 'offline', lastSeen: Number(lastSeen), version: v, due: { member, score } });
-      else if (code === 0) await this.r.presenceDueSettle(this.keys.presenceDue(), member, score);
+      else if (code === 0) await this.r.dueSettle(this.keys.presenceDue(), member, score);
     }
     return out;
   }
@@ -139,7 +139,7 @@ export class RedisPresence implements PresenceStore {
   async settle(t: Transition): Promise<void> {
     if (!t.due) return;
     await this.r.presenceSettle(this.keys.presence(t.nsp, t.userId), t.version);
-    await this.r.presenceDueSettle(this.keys.presenceDue(), t.due.member, t.due.score);
+    await this.r.dueSettle(this.keys.presenceDue(), t.due.member, t.due.score);
   }
 
   async get(nsp: string, userIds: string[]): Promise<PresenceEntry[]> {

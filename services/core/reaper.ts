@@ -1,14 +1,16 @@
 import type { Server } from 'socket.io';
 import { adapterBroadcastFields } from './announce';
-import type { Engine } from './engine';
 import type { Logger } from './logger';
 import type { Metrics } from './metrics';
 import type { RedisClient } from './redis';
+import { broadcast, type Engine } from './engine';
+import { MemoryStore } from './memory-store';
 import { RedisStore } from './redis-store';
 
 type Scripted = RedisClient & {
-  roomReap(sockets: string, users: string, sid: string, pod: string): Promise<[number, number, string | null]>;
+  roomReap(sockets: string, users: string, sid: string, pod: string, parkedOnly: '0' | '1'): Promise<[number, number, string | null, number]>;
   announceOnce(stream: string, marker: string, ttlMs: number, maxLen: number, ...fields: string[]): Promise<string | null>;
+  dueSettle(k: string, member: string, score: string): Promise<number>;
 };
 
 /** Adapter uid of the reaper's announcements: no pod's, so every pod delivers them. */
@@ -45,21 +47,62 @@ export async function reapPod(engine: Engine, io: Server, pod: string, opts: { w
     if (!entries.length || !opts.waitUntil || Date.now() >= opts.waitUntil) break;
     await new Promise((res) => setTimeout(res, 250));
   }
-  let reaped = 0;
-  for (const e of [...entries, ...gone]) {
-    const k = engine.keys.room(e.nsp, e.room);
-    const [code, , userId] = await r.roomReap(k.sockets, k.users, e.sid, pod);
-    if ((code === 1 || code === 2) && userId) {
-      const fields = adapterBroadcastFields(REAPER_UID, e.nsp, [e.room], 'user-left', { room: e.room, userId, timestamp: Date.now() });
-      await r.announceOnce(engine.keys.adapterStream(), engine.keys.announceOnce(`user-left:${e.nsp}|${e.room}|${e.sid}`), ONCE_TTL_MS, opts.streamMaxLen ?? 100000, ...fields);
-      await r.hdel(k.sockets, `~left:${e.sid}`);
-    }
-    await store.forgetPodRoom(pod, e.nsp, e.room, e.sid);
-  }
-  reaped = entries.length;
+  for (const e of [...entries, ...gone]) await reapMembership(engine, r, store, pod, e, false, opts.streamMaxLen);
+  const reaped = entries.length;
   if (reaped) {
     opts.metrics.reapedSockets.inc(reaped);
     opts.logger.info({ pod, memberships: reaped }, 'reaped room memberships of a pod');
   }
   return reaped;
+}
+
+/**
+ * Removes one membership recorded on `pod` (only while parked, with `parkedOnly`), announces the
+ * user-left it owes exactly once (noted in the room by the same script, sent at most once per
+ * socket and room), and drops the pod's index entry once the membership is no longer the pod's.
+ * True when a user-left was owed.
+ */
+async function reapMembership(engine: Engine, r: Scripted, store: RedisStore, pod: string, e: { nsp: string; room: string; sid: string }, parkedOnly: boolean, streamMaxLen = 100000): Promise<boolean> {
+  const k = engine.keys.room(e.nsp, e.room);
+  const [code, , userId, done] = await r.roomReap(k.sockets, k.users, e.sid, pod, parkedOnly ? '1' : '0');
+  const owed = (code === 1 || code === 2) && !!userId;
+  if (owed) {
+    const fields = adapterBroadcastFields(REAPER_UID, e.nsp, [e.room], 'user-left', { room: e.room, userId, timestamp: Date.now() });
+    await r.announceOnce(engine.keys.adapterStream(), engine.keys.announceOnce(`user-left:${e.nsp}|${e.room}|${e.sid}`), ONCE_TTL_MS, streamMaxLen, ...fields);
+    await r.hdel(k.sockets, `~left:${e.sid}`);
+  }
+  if (done === 1) await store.forgetPodRoom(pod, e.nsp, e.room, e.sid);
+  return owed;
+}
+
+/**
+ * Ends the grace period of parked room memberships (Store#parkRooms): those still parked at
+ * their deadline are removed and their user-left announced once; those that came back stay.
+ * Gateways and workers all sweep; each step is idempotent, so a sweeper killed half-way is
+ * finished by the next one (the due entry is settled last). Returns the user-left announced.
+ */
+export async function sweepParkedRooms(engine: Engine, io: Server, opts: { streamMaxLen?: number; now?: number } = {}): Promise<number> {
+  const now = opts.now ?? Date.now();
+  const store = engine.store;
+  if (store instanceof MemoryStore) {
+    const left = store.leaveDueParked(now);
+    for (const l of left) await broadcast(io.of(l.nsp), { rooms: [l.room] }, 'user-left', { room: l.room, userId: l.userId, timestamp: now });
+    return left.length;
+  }
+  if (!(store instanceof RedisStore) || !engine.redis) return 0;
+  const r = engine.redis as Scripted;
+  const key = engine.keys.roomLeaveDue();
+  let n = 0;
+  // Bounded: a pass that cannot settle its entries (Redis trouble) ends and the next one retries.
+  for (let pass = 0; pass < 50; pass++) {
+    const due = await r.zrangebyscore(key, '-inf', now, 'WITHSCORES', 'LIMIT', 0, 200);
+    for (let i = 0; i < due.length; i += 2) {
+      const [member, score] = [due[i], due[i + 1]];
+      const [pod, nsp, sid, rooms] = member.split('\n');
+      for (const room of rooms ? rooms.split(',') : []) if (await reapMembership(engine, r, store, pod, { nsp, room, sid }, true, opts.streamMaxLen)) n++;
+      await r.dueSettle(key, member, score);
+    }
+    if (due.length < 2 * 200) return n;
+  }
+  return n;
 }

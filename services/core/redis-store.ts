@@ -6,6 +6,7 @@ import type { PodInfo, RoomChange, RoomMember, Store } from './store';
 type Scripted = RedisClient & {
   roomJoin(k1: string, k2: string, sid: string, userId: string, pod: string): Promise<[number, number]>;
   roomLeave(k1: string, k2: string, sid: string, pod: string): Promise<[number, number, string | null]>;
+  roomPark(k: string, sid: string, pod: string): Promise<number>;
   podHeartbeat(k: string, pod: string, json: string, registered: string): Promise<number>;
   podMarkReaped(k: string, pod: string, cutoff: number): Promise<string | null>;
   podForget(k: string, pod: string): Promise<number>;
@@ -49,6 +50,19 @@ export class RedisStore implements Store {
     const [last, members, userId] = await this.run(() => this.r.roomLeave(k.sockets, k.users, sid, pod));
     await this.run(() => this.r.hdel(this.keys.podRooms(pod), `${nsp}\n${room}\n${sid}`));
     return { changed: last === 1, members, userId: userId ?? undefined };
+  }
+
+  async parkRooms(nsp: string, sid: string, pod: string, rooms: string[], deadline: number): Promise<void> {
+    if (!rooms.length) return;
+    // All written in this tick, the due entry first: a sweeper anywhere decides even if this
+    // process dies now, and a recovery of the socket on this pod (a later tick) can only reach
+    // Redis after the parking, so it always unparks.
+    await this.run(() =>
+      Promise.all([
+        this.r.zadd(this.keys.roomLeaveDue(), deadline, `${pod}\n${nsp}\n${sid}\n${rooms.join(',')}`),
+        ...rooms.map((room) => this.r.roomPark(this.keys.room(nsp, room).sockets, sid, pod)),
+      ]),
+    );
   }
 
   async roomMembers(nsp: string, room: string): Promise<RoomMember[]> {

@@ -25,6 +25,14 @@ export interface Store {
   /** Removes the socket only while it is recorded on `pod`: a socket recovered on another pod meanwhile stays. */
   roomLeave(nsp: string, room: string, sid: string, pod: string): Promise<RoomChange>;
   roomMembers(nsp: string, room: string): Promise<RoomMember[]>;
+  /**
+   * A socket's connection dropped and may come back (recovered, same id) before `deadline`: its
+   * memberships in `rooms` stay, parked, so the rooms see no user-left/user-joined for the blip.
+   * A re-join (roomJoin with the same id, on any pod) unparks one; what is still parked at the
+   * deadline is removed by the sweep (services/core/reaper.ts, sweepParkedRooms), which announces
+   * each user-left once.
+   */
+  parkRooms(nsp: string, sid: string, pod: string, rooms: string[], deadline: number): Promise<void>;
   /** Writes a heartbeat; true when this pod had registered before and was reaped meanwhile. */
   heartbeat(info: PodInfo, registeredBefore: boolean): Promise<boolean>;
   pods(): Promise<PodInfo[]>;

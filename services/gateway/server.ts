@@ -13,7 +13,7 @@ import type { GatewayContext } from './context';
 import { Ack, Handler, invoke } from './events';
 import { KeyedLimiter, TokenBucket } from './rate-limit';
 import { announceLeave, clientRooms, recordJoin, roomHandlers } from './rooms';
-import { reapPod } from '../core/reaper';
+import { reapPod, sweepParkedRooms } from '../core/reaper';
 import { Presence } from '../core/presence';
 import { presenceHandlers } from './presence-events';
 import { inboxHandlers, replayInbox } from './inbox-events';
@@ -188,6 +188,11 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
   const dispatchClient = dispatcher(clientHandlers);
   const dispatchAdmin = dispatcher(adminHandlers);
 
+  /**
+   * Disconnect reasons after which the client may come back with its session (Socket.IO's own
+   * list): the connection dropped, the client did not leave.
+   */
+  const RECOVERABLE = new Set(['transport error', 'transport close', 'forced close', 'ping timeout', 'server shutting down', 'forced server close']);
   /** Rooms a socket was in, captured while it is disconnecting (Socket.IO empties them before `disconnect`). */
   const ROOMS = Symbol('rooms');
   function onDisconnecting(this: Socket): void {
@@ -203,7 +208,15 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
     if (draining || socket.nsp.name === '/admin') return;
     const userId = (socket.data.principal as Principal).userId;
     track(presence.disconnected(socket.nsp.name, userId, socket.id)).catch((e) => logger.debug({ err: (e as Error).message, sid: socket.id }, 'presence disconnect failed'));
-    for (const room of (socket as unknown as { [ROOMS]?: string[] })[ROOMS] ?? []) {
+    const rooms = (socket as unknown as { [ROOMS]?: string[] })[ROOMS] ?? [];
+    if (!rooms.length) return;
+    if (RECOVERABLE.has(reason) && cfg.presenceGraceMs > 0) {
+      // The connection dropped and may come back (recovered) within the grace period, like
+      // presence: the memberships stay, parked, so the rooms see no user-left/user-joined blip.
+      track(engine.store.parkRooms(socket.nsp.name, socket.id, cfg.podName, rooms, Date.now() + cfg.presenceGraceMs)).catch((e) => logger.debug({ err: (e as Error).message, sid: socket.id }, 'parking memberships on disconnect failed'));
+      return;
+    }
+    for (const room of rooms) {
       track(announceLeave(ctx, socket, room, userId)).catch((e) => logger.debug({ err: (e as Error).message, sid: socket.id }, 'leave on disconnect failed'));
     }
   }
@@ -304,6 +317,8 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
         presence
           .sweep()
           .catch((e) => logger.debug({ err: (e as Error).message }, 'presence sweep failed'))
+          .then(() => sweepParkedRooms(engine, io, { streamMaxLen: cfg.adapterStreamMaxLen }))
+          .catch((e) => logger.debug({ err: (e as Error).message }, 'parked memberships sweep failed'))
           .finally(() => (sweeping = false));
       }, Math.max(50, Math.min(500, Math.floor(cfg.presenceGraceMs / 4) || 50))).unref();
       // On a single node nobody else enforces inbox retention by age (the worker does on Redis).

@@ -5,7 +5,7 @@ import type { Config } from '../core/config';
 import { createEngine } from '../core/engine';
 import type { Logger } from '../core/logger';
 import { createMetrics, Metrics } from '../core/metrics';
-import { reapPod } from '../core/reaper';
+import { reapPod, sweepParkedRooms } from '../core/reaper';
 import { Presence } from '../core/presence';
 import { publishRoute } from '../core/publish';
 import { createRedis } from '../core/redis';
@@ -83,6 +83,11 @@ export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = cre
       metrics.onlineUsers.set([...counts.values()].reduce((a, b) => a + b, 0));
     } catch (e) {
       logger.debug({ err: (e as Error).message }, 'presence sweep failed');
+    }
+    try {
+      await sweepParkedRooms(engine, io, { streamMaxLen: cfg.adapterStreamMaxLen });
+    } catch (e) {
+      logger.debug({ err: (e as Error).message }, 'parked memberships sweep failed');
     } finally {
       sweeping = false;
     }

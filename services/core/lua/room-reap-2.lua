@@ -1,16 +1,21 @@
 --[[
-  The reaper removes a dead pod's socket from a room (room-leave, plus a durable note of the
-  user-left it owes, so that a reaper killed before announcing it is finished by the next one).
+  Removes a socket's membership that no pod will remove any more: the reaper does it for a dead
+  pod's sockets, the sweeper for a parked membership whose grace period ended (room-park-1.lua).
+  Like room-leave, plus a durable note of the user-left it owes, so that a caller killed before
+  announcing it is finished by the next one.
   KEYS[1] room sockets hash (socket id -> "userId\npod"; "~left:<sid>" -> userId while a user-left
-          for that socket is owed)
+          for that socket is owed; "~parked:<sid>" while parked)
   KEYS[2] room users hash   (userId -> number of the user's sockets in the room)
   ARGV[1] socket id
   ARGV[2] pod name: the socket is removed only while recorded on that pod
-  Returns { code, distinct users left, user id or false }: code 1 = the user's last socket left
-  now (announce user-left, then clear the note), 2 = it left earlier and user-left is still owed
-  (announce it, then clear the note), 0 = nothing to announce.
+  ARGV[3] "1": only while parked (a socket recovered on the same pod is unparked and stays)
+  Returns { code, distinct users left, user id or false, done }: code 1 = the user's last socket
+  left now (announce user-left, then clear the note), 2 = it left earlier and user-left is still
+  owed (announce it, then clear the note), 0 = nothing to announce; done = 1 when the pod's index
+  entry for this membership can go (removed now or before, or recorded on another pod now).
 ]]
 local note = '~left:' .. ARGV[1]
+local parked = '~parked:' .. ARGV[1]
 local prev = redis.call('HGET', KEYS[1], ARGV[1])
 if prev then
   local sep = string.find(prev, '\n', 1, true)
@@ -18,16 +23,20 @@ if prev then
   if string.sub(prev, sep + 1) ~= ARGV[2] then
     -- recovered on another pod meanwhile: whatever this pod owed for it is moot
     redis.call('HDEL', KEYS[1], note)
-    return { 0, redis.call('HLEN', KEYS[2]), false }
+    return { 0, redis.call('HLEN', KEYS[2]), false, 1 }
   end
-  redis.call('HDEL', KEYS[1], ARGV[1])
+  if ARGV[3] == '1' and redis.call('HEXISTS', KEYS[1], parked) == 0 then
+    -- back on the same pod (recovered) before its grace period ended: it stays
+    return { 0, redis.call('HLEN', KEYS[2]), false, 0 }
+  end
+  redis.call('HDEL', KEYS[1], ARGV[1], parked)
   if redis.call('HINCRBY', KEYS[2], uid, -1) <= 0 then
     redis.call('HDEL', KEYS[2], uid)
     redis.call('HSET', KEYS[1], note, uid)
-    return { 1, redis.call('HLEN', KEYS[2]), uid }
+    return { 1, redis.call('HLEN', KEYS[2]), uid, 1 }
   end
-  return { 0, redis.call('HLEN', KEYS[2]), uid }
+  return { 0, redis.call('HLEN', KEYS[2]), uid, 1 }
 end
 local owed = redis.call('HGET', KEYS[1], note)
-if owed then return { 2, redis.call('HLEN', KEYS[2]), owed } end
-return { 0, redis.call('HLEN', KEYS[2]), false }
+if owed then return { 2, redis.call('HLEN', KEYS[2]), owed, 1 } end
+return { 0, redis.call('HLEN', KEYS[2]), false, 1 }
