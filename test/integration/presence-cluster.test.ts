@@ -110,4 +110,35 @@ describe('rooms and presence keys on a redis cluster (3 gateways)', () => {
     expect(new Set(events.filter((e) => e.status === 'offline').map((e) => e.userId)).size).toBe(ids.length);
     expect((await watcher.emitWithAck('get-presence', ids)).users.every((u: any) => u.status === 'offline')).toBe(true);
   });
+
+  test('a dropped connection in rooms on every master: memberships parked, one user-left per room after the grace period, nothing left behind', async () => {
+    const rooms = Array.from({ length: 12 }, (_, i) => `spread-room-${i}`);
+    const slots = await r.cluster('SLOTS');
+    const masters = new Set<string>();
+    for (const room of rooms) {
+      const slot = Number(await r.cluster('KEYSLOT', `${prefix}:room:{/|${room}}:sockets`));
+      masters.add(String(slots.find(([lo, hi]) => slot >= lo && slot <= hi)?.[2]?.[1]));
+    }
+    expect(masters.size).toBe(3);
+    const dropper = await user('dropper', 1);
+    const watcher = await user('room-watcher', 2);
+    for (const room of rooms) {
+      expect(await dropper.emitWithAck('join-room', room)).toMatchObject({ ok: true });
+      expect(await watcher.emitWithAck('join-room', room)).toMatchObject({ ok: true, members: 2 });
+    }
+    const left = collect(watcher, 'user-left');
+    const t0 = Date.now();
+    dropper.io.engine.close(); // the transport closes; this client does not reconnect
+    await until(() => left.length === rooms.length, GRACE * 8, 'a user-left per room');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(GRACE - 50);
+    expect(left.map((e) => e.room).sort()).toEqual([...rooms].sort());
+    expect(left.every((e) => e.userId === 'dropper')).toBe(true);
+    await new Promise((res) => setTimeout(res, GRACE));
+    expect(left).toHaveLength(rooms.length);
+    for (const room of rooms) {
+      expect((await watcher.emitWithAck('get-room-members', room)).count).toBe(1);
+      expect((await r.hkeys(`${prefix}:room:{/|${room}}:sockets`)).filter((f) => f.startsWith('~'))).toEqual([]);
+    }
+    expect(await r.zcard(`${prefix}:room-leave-due`)).toBe(0);
+  });
 });
