@@ -47,6 +47,15 @@ describe.each([
     await redis?.stop();
   });
 
+  /** `userId` on the first pod and a witness on the last one, both in `room`; the witness records the room's events. */
+  const inRoom = async (room: string, userId: string) => {
+    const c = await connect(gateways[0].url, { token: await token(userId) });
+    expect(await c.emitWithAck('join-room', room)).toMatchObject({ ok: true });
+    const witness = await connect(gateways[n - 1].url, { token: await token(`${userId}-witness`) });
+    expect(await witness.emitWithAck('join-room', room)).toMatchObject({ ok: true, members: 2 });
+    return { c, witness, ev: roomEvents(witness, room) };
+  };
+
   test.each([
     ['the same pod', () => 0],
     ['another pod (when there is one)', () => n - 1],
@@ -78,11 +87,7 @@ describe.each([
 
   test('a connection that drops for good: one user-left when the grace period ends, not before', async () => {
     const room = `gone-${engine}`;
-    const c = await connect(gateways[0].url, { token: await token('gone-user') });
-    expect(await c.emitWithAck('join-room', room)).toMatchObject({ ok: true });
-    const witness = await connect(gateways[n - 1].url, { token: await token('gone-witness') });
-    await witness.emitWithAck('join-room', room);
-    const ev = roomEvents(witness, room);
+    const { c, witness, ev } = await inRoom(room, 'gone-user');
 
     const t0 = Date.now();
     c.io.engine.close(); // the transport closes; reconnection is off: it never comes back
@@ -92,18 +97,13 @@ describe.each([
     await until(() => ev.length === 1, GRACE * 6, 'user-left after the grace period');
     expect(Date.now() - t0).toBeGreaterThanOrEqual(GRACE - 50);
     expect(ev).toEqual([['left', 'gone-user']]);
-    expect(await witness.emitWithAck('get-room-members', room)).toMatchObject({ count: 1, members: [{ userId: 'gone-witness', sockets: 1 }] });
+    expect(await witness.emitWithAck('get-room-members', room)).toMatchObject({ count: 1, members: [{ userId: 'gone-user-witness', sockets: 1 }] });
     await sleep(GRACE);
     expect(ev).toHaveLength(1);
   });
 
   test('a client that disconnects itself leaves at once (no grace period)', async () => {
-    const room = `bye-${engine}`;
-    const c = await connect(gateways[0].url, { token: await token('bye-user') });
-    expect(await c.emitWithAck('join-room', room)).toMatchObject({ ok: true });
-    const witness = await connect(gateways[n - 1].url, { token: await token('bye-witness') });
-    await witness.emitWithAck('join-room', room);
-    const ev = roomEvents(witness, room);
+    const { c, ev } = await inRoom(`bye-${engine}`, 'bye-user');
     const t0 = Date.now();
     c.disconnect();
     await until(() => ev.length === 1, 5000, 'user-left');
@@ -113,14 +113,9 @@ describe.each([
 
   test('a second socket of the user that connects fresh during the grace period: neither user-joined nor user-left', async () => {
     const room = `reload-${engine}`;
-    const t = await token('reload-user');
-    const first = await connect(gateways[0].url, { token: t });
-    expect(await first.emitWithAck('join-room', room)).toMatchObject({ ok: true });
-    const witness = await connect(gateways[n - 1].url, { token: await token('reload-witness') });
-    await witness.emitWithAck('join-room', room);
-    const ev = roomEvents(witness, room);
+    const { c: first, witness, ev } = await inRoom(room, 'reload-user');
     first.io.engine.close(); // dropped; the page reloads: a new socket, no recovery
-    const second = await connect(gateways[n - 1].url, { token: t });
+    const second = await connect(gateways[n - 1].url, { token: await token('reload-user') });
     expect(await second.emitWithAck('join-room', room)).toMatchObject({ ok: true, members: 2 });
     await sleep(GRACE * 2 + 300);
     expect(ev).toEqual([]);
