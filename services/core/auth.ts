@@ -1,7 +1,7 @@
 import { createPublicKey, KeyObject } from 'crypto';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, JWTVerifyGetKey } from 'jose';
 import type { Config } from './config';
-import { isValidUserId } from './keys';
+import { isValidUserId, USER_ID_RULE } from './keys';
 
 /** Who a connection belongs to, from a verified token (or the insecure dev mode). */
 export interface Principal {
@@ -39,7 +39,7 @@ function stringArray(v: unknown, claim: string, max = 1000): string[] | undefine
 
 function principalFrom(claims: Record<string, unknown>): Principal {
   const sub = claims.sub;
-  if (!isValidUserId(sub)) throw new AuthError('unauthorized', 'token has no valid "sub" claim (1-128 chars of [A-Za-z0-9_.:@-])', 'bad_claims');
+  if (!isValidUserId(sub)) throw new AuthError('unauthorized', `token has no valid "sub" claim (${USER_ID_RULE})`, 'bad_claims');
   return {
     userId: sub,
     roles: stringArray(claims.roles, 'roles') ?? [],
@@ -54,7 +54,7 @@ export function createAuthenticator(cfg: Pick<Config, 'authMode' | 'jwtSecret' |
   if (cfg.authMode === 'insecure') {
     return async (auth) => {
       const a = (auth ?? {}) as Record<string, unknown>;
-      if (!isValidUserId(a.userId)) throw new AuthError('unauthorized', 'insecure mode: auth.userId (1-128 chars of [A-Za-z0-9_.:@-]) is required', 'missing_credentials');
+      if (!isValidUserId(a.userId)) throw new AuthError('unauthorized', `insecure mode: auth.userId (${USER_ID_RULE}) is required`, 'missing_credentials');
       return principalFrom({ sub: a.userId, roles: a.roles, rooms: a.rooms, workspaces: a.workspaces });
     };
   }

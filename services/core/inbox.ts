@@ -27,7 +27,7 @@ export interface InboxOptions {
 export interface InboxStore {
   /** Appends (once per publish id when given); resolves once durable in the store. */
   append(nsp: string, userId: string, m: InboxMessage, publishId?: string): Promise<{ id: string; appended: boolean }>;
-  /** Moves the acknowledged position forward (never back); returns the position. */
+  /** Moves the acknowledged position forward (never back, never past the newest message); returns the position. */
   ack(nsp: string, userId: string, upTo: string): Promise<string>;
   /** The acknowledged position, or null. */
   position(nsp: string, userId: string): Promise<string | null>;
@@ -54,7 +54,7 @@ export function compareIds(a: string, b: string): number {
 
 type Scripted = RedisClient & {
   inboxAppend(stream: string, dedup: string, json: string, maxLen: number, ttl: number, window: number, useDedup: string): Promise<[string, number]>;
-  inboxAck(acked: string, upTo: string, ttl: number): Promise<string>;
+  inboxAck(acked: string, stream: string, upTo: string, ttl: number): Promise<string>;
 };
 
 /** Inboxes as Redis streams, one per (namespace, user), trimmed by count on write and by age by the worker. */
@@ -77,7 +77,8 @@ export class RedisInbox implements InboxStore {
 
   async ack(nsp: string, userId: string, upTo: string): Promise<string> {
     this.check();
-    return this.r.inboxAck(this.keys.inbox(nsp, userId).acked, upTo, this.opts.maxAgeMs);
+    const k = this.keys.inbox(nsp, userId);
+    return this.r.inboxAck(k.acked, k.stream, upTo, this.opts.maxAgeMs);
   }
 
   async position(nsp: string, userId: string): Promise<string | null> {
@@ -130,7 +131,7 @@ export class RedisInbox implements InboxStore {
 
 /** Inboxes in memory (single node): the same semantics, lost with the process. */
 export class MemoryInbox implements InboxStore {
-  private boxes = new Map<string, { entries: Array<{ id: string; message: InboxMessage }>; acked: string | null; dedup: Map<string, { id: string; at: number }> }>();
+  private boxes = new Map<string, { entries: Array<{ id: string; message: InboxMessage }>; acked: string | null; last?: string; dedup: Map<string, { id: string; at: number }> }>();
   private lastMs = 0;
   private seq = 0;
   constructor(private opts: InboxOptions) {}
@@ -160,6 +161,7 @@ export class MemoryInbox implements InboxStore {
     }
     const id = this.newId();
     b.entries.push({ id, message: m });
+    b.last = id;
     if (b.entries.length > this.opts.maxLen) b.entries.splice(0, b.entries.length - this.opts.maxLen);
     if (publishId) b.dedup.set(publishId, { id, at: now });
     return { id, appended: true };
@@ -167,6 +169,9 @@ export class MemoryInbox implements InboxStore {
 
   async ack(nsp: string, userId: string, upTo: string): Promise<string> {
     const b = this.box(nsp, userId);
+    // Never past the newest message: a future id must not swallow later messages.
+    if (!b.last) return b.acked ?? '0-0';
+    if (compareIds(b.last, upTo) < 0) upTo = b.last;
     if (!b.acked || compareIds(b.acked, upTo) < 0) b.acked = upTo;
     return b.acked;
   }

@@ -1,7 +1,14 @@
 /** Builds every Redis key; ids are validated before they become part of a key. */
 
 export const ROOM_ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
-export const USER_ID_RE = /^[A-Za-z0-9_.:@-]{1,128}$/;
+/**
+ * User ids (the token's `sub`): 1-255 printable ASCII characters (OpenID Connect's bound), so
+ * identity providers' subjects like "auth0|5f1e..." work; no spaces, and none of "{", "}" (Redis
+ * Cluster hash tags in keys) or "#" (reserved for counters in hashes keyed by user id).
+ */
+export const USER_ID_RE = /^[\x21\x22\x24-\x7a\x7c\x7e]{1,255}$/;
+/** How USER_ID_RE reads in error messages. */
+export const USER_ID_RULE = '1-255 printable ASCII characters, no spaces, "#", "{" or "}"';
 export const RESERVED_ROOM_PREFIXES = ['user:', 'presence:', '_'];
 const NSP_RE = /^\/[A-Za-z0-9_.-]{0,128}$/;
 /** Publish ids (idempotency keys) from backends. */

@@ -1,3 +1,4 @@
+import { randomBytes } from 'crypto';
 import type { Server } from 'socket.io';
 import { adapterBroadcastFields } from './announce';
 import type { Logger } from './logger';
@@ -8,7 +9,7 @@ import { MemoryStore } from './memory-store';
 import { RedisStore } from './redis-store';
 
 type Scripted = RedisClient & {
-  roomReap(sockets: string, users: string, sid: string, pod: string, parkedOnly: '0' | '1'): Promise<[number, number, string | null, number]>;
+  roomReap(sockets: string, users: string, sid: string, pod: string, graceEnd: string, nonce: string): Promise<[number, number, string | null, number, string | null]>;
   announceOnce(stream: string, marker: string, ttlMs: number, maxLen: number, ...fields: string[]): Promise<string | null>;
   dueSettle(k: string, member: string, score: string): Promise<number>;
 };
@@ -47,7 +48,7 @@ export async function reapPod(engine: Engine, io: Server, pod: string, opts: { w
     if (!entries.length || !opts.waitUntil || Date.now() >= opts.waitUntil) break;
     await new Promise((res) => setTimeout(res, 250));
   }
-  for (const e of [...entries, ...gone]) await reapMembership(engine, r, store, pod, e, false, opts.streamMaxLen);
+  for (const e of [...entries, ...gone]) await reapMembership(engine, r, store, pod, e, '0', opts.streamMaxLen);
   const reaped = entries.length;
   if (reaped) {
     opts.metrics.reapedSockets.inc(reaped);
@@ -57,22 +58,22 @@ export async function reapPod(engine: Engine, io: Server, pod: string, opts: { w
 }
 
 /**
- * Removes one membership recorded on `pod` (only while parked, with `parkedOnly`), announces the
- * user-left it owes exactly once (noted in the room by the same script, sent at most once per
- * socket and room), and drops the pod's index entry once the membership is no longer the pod's.
- * True when a user-left was owed.
+ * Removes one membership recorded on `pod` (with `graceEnd` other than "0": only while parked with
+ * a grace period ending by then), announces the user-left it owes exactly once (noted in the room
+ * by the same script with a nonce, sent at most once per nonce), and drops the pod's index entry
+ * once the membership is no longer the pod's. True when a user-left was sent now.
  */
-async function reapMembership(engine: Engine, r: Scripted, store: RedisStore, pod: string, e: { nsp: string; room: string; sid: string }, parkedOnly: boolean, streamMaxLen = 100000): Promise<boolean> {
+async function reapMembership(engine: Engine, r: Scripted, store: RedisStore, pod: string, e: { nsp: string; room: string; sid: string }, graceEnd: string, streamMaxLen = 100000): Promise<boolean> {
   const k = engine.keys.room(e.nsp, e.room);
-  const [code, , userId, done] = await r.roomReap(k.sockets, k.users, e.sid, pod, parkedOnly ? '1' : '0');
-  const owed = (code === 1 || code === 2) && !!userId;
-  if (owed) {
+  const [code, , userId, done, nonce] = await r.roomReap(k.sockets, k.users, e.sid, pod, graceEnd, randomBytes(6).toString('hex'));
+  let sent = false;
+  if ((code === 1 || code === 2) && userId) {
     const fields = adapterBroadcastFields(REAPER_UID, e.nsp, [e.room], 'user-left', { room: e.room, userId, timestamp: Date.now() });
-    await r.announceOnce(engine.keys.adapterStream(), engine.keys.announceOnce(`user-left:${e.nsp}|${e.room}|${e.sid}`), ONCE_TTL_MS, streamMaxLen, ...fields);
+    sent = (await r.announceOnce(engine.keys.adapterStream(), engine.keys.announceOnce(`user-left:${e.nsp}|${e.room}|${e.sid}|${nonce ?? ''}`), ONCE_TTL_MS, streamMaxLen, ...fields)) !== null;
     await r.hdel(k.sockets, `~left:${e.sid}`);
   }
   if (done === 1) await store.forgetPodRoom(pod, e.nsp, e.room, e.sid);
-  return owed;
+  return sent;
 }
 
 /**
@@ -81,7 +82,7 @@ async function reapMembership(engine: Engine, r: Scripted, store: RedisStore, po
  * Gateways and workers all sweep; each step is idempotent, so a sweeper killed half-way is
  * finished by the next one (the due entry is settled last). Returns the user-left announced.
  */
-export async function sweepParkedRooms(engine: Engine, io: Server, opts: { streamMaxLen?: number; now?: number } = {}): Promise<number> {
+export async function sweepParkedRooms(engine: Engine, io: Server, opts: { streamMaxLen?: number; now?: number; logger?: Logger } = {}): Promise<number> {
   const now = opts.now ?? Date.now();
   const store = engine.store;
   if (store instanceof MemoryStore) {
@@ -99,8 +100,15 @@ export async function sweepParkedRooms(engine: Engine, io: Server, opts: { strea
     for (let i = 0; i < due.length; i += 2) {
       const [member, score] = [due[i], due[i + 1]];
       const [pod, nsp, sid, rooms] = member.split('\n');
-      for (const room of rooms ? rooms.split(',') : []) if (await reapMembership(engine, r, store, pod, { nsp, room, sid }, true, opts.streamMaxLen)) n++;
-      await r.dueSettle(key, member, score);
+      try {
+        for (const room of rooms ? rooms.split(',') : []) if (await reapMembership(engine, r, store, pod, { nsp, room, sid }, score, opts.streamMaxLen)) n++;
+        await r.dueSettle(key, member, score);
+      } catch (e) {
+        if (!engine.available()) throw e;
+        // One entry that cannot be decided (malformed) must not hold up the others: retried later.
+        opts.logger?.warn({ err: (e as Error).message, member: member.slice(0, 200) }, 'parked membership entry failed; retrying in a minute');
+        await r.zadd(key, 'XX', Number(score) + 60_000, member);
+      }
     }
     if (due.length < 2 * 200) return n;
   }

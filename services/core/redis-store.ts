@@ -6,7 +6,7 @@ import type { PodInfo, RoomChange, RoomMember, Store } from './store';
 type Scripted = RedisClient & {
   roomJoin(k1: string, k2: string, sid: string, userId: string, pod: string): Promise<[number, number]>;
   roomLeave(k1: string, k2: string, sid: string, pod: string): Promise<[number, number, string | null]>;
-  roomPark(k: string, sid: string, pod: string): Promise<number>;
+  roomPark(k: string, sid: string, pod: string, deadline: number): Promise<number>;
   podHeartbeat(k: string, pod: string, json: string, registered: string): Promise<number>;
   podMarkReaped(k: string, pod: string, cutoff: number): Promise<string | null>;
   podForget(k: string, pod: string): Promise<number>;
@@ -60,7 +60,7 @@ export class RedisStore implements Store {
     await this.run(() =>
       Promise.all([
         this.r.zadd(this.keys.roomLeaveDue(), deadline, `${pod}\n${nsp}\n${sid}\n${rooms.join(',')}`),
-        ...rooms.map((room) => this.r.roomPark(this.keys.room(nsp, room).sockets, sid, pod)),
+        ...rooms.map((room) => this.r.roomPark(this.keys.room(nsp, room).sockets, sid, pod, deadline)),
       ]),
     );
   }

@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import { ROOM_ID_RE, USER_ID_RE } from './keys';
+import { ROOM_ID_RE, USER_ID_RE, USER_ID_RULE } from './keys';
 
 /** Event names a backend or admin may emit: no Socket.IO reserved names. */
 export const EVENT_NAME_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
 export const RESERVED_EVENTS = new Set(['connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener', 'error']);
 
 export const roomIdSchema = z.string().regex(ROOM_ID_RE, 'room ids are 1-128 chars of [A-Za-z0-9_.:-]');
-const USER_ID_MESSAGE = 'user ids are 1-128 chars of [A-Za-z0-9_.:@-]';
+const USER_ID_MESSAGE = `user ids are ${USER_ID_RULE}`;
 export const userIdSchema = z.string().regex(USER_ID_RE, USER_ID_MESSAGE);
 export const eventNameSchema = z
   .string()
@@ -32,11 +32,12 @@ export const messageSchema = z
  * 1,000 ids per call, and this is a quarter of the cost. Issues read exactly like zod's.
  */
 export const userIdListSchema = z.unknown().superRefine((v, ctx) => {
-  if (!Array.isArray(v)) return void ctx.addIssue({ code: 'custom', message: `Expected array, received ${v === null ? 'null' : typeof v}` });
+  const kind = (x: unknown) => (x === null ? 'null' : Array.isArray(x) ? 'array' : typeof x);
+  if (!Array.isArray(v)) return void ctx.addIssue({ code: 'custom', message: `Expected array, received ${kind(v)}` });
   if (v.length > 1000) return void ctx.addIssue({ code: 'custom', message: 'at most 1000 user ids' });
   for (let i = 0; i < v.length; i++) {
     const id: unknown = v[i];
-    if (typeof id !== 'string') return void ctx.addIssue({ code: 'custom', path: [i], message: `Expected string, received ${id === null ? 'null' : typeof id}` });
+    if (typeof id !== 'string') return void ctx.addIssue({ code: 'custom', path: [i], message: `Expected string, received ${kind(id)}` });
     if (!USER_ID_RE.test(id)) return void ctx.addIssue({ code: 'custom', path: [i], message: USER_ID_MESSAGE });
   }
 }) as unknown as z.ZodType<string[]>;

@@ -3,7 +3,7 @@ import type http from 'http';
 import path from 'path';
 import { SignJWT } from 'jose';
 import type { Config } from '../core/config';
-import { isValidUserId } from '../core/keys';
+import { isValidUserId, USER_ID_RULE } from '../core/keys';
 import { readBody } from '../core/publish';
 import { sendJson } from '../core/http';
 
@@ -33,7 +33,7 @@ export function demoRoutes(cfg: Config) {
         userId = undefined;
       }
       if (!isValidUserId(userId)) {
-        sendJson(res, 400, { error: { code: 'bad_request', message: 'userId: 1-128 chars of [A-Za-z0-9_.:@-]' } });
+        sendJson(res, 400, { error: { code: 'bad_request', message: `userId: ${USER_ID_RULE}` } });
         return true;
       }
       const token = cfg.jwtSecret

@@ -317,7 +317,7 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
         presence
           .sweep()
           .catch((e) => logger.debug({ err: (e as Error).message }, 'presence sweep failed'))
-          .then(() => sweepParkedRooms(engine, io, { streamMaxLen: cfg.adapterStreamMaxLen }))
+          .then(() => sweepParkedRooms(engine, io, { streamMaxLen: cfg.adapterStreamMaxLen, logger }))
           .catch((e) => logger.debug({ err: (e as Error).message }, 'parked memberships sweep failed'))
           .finally(() => (sweeping = false));
       }, Math.max(50, Math.min(500, Math.floor(cfg.presenceGraceMs / 4) || 50))).unref();

@@ -85,7 +85,7 @@ export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = cre
       logger.debug({ err: (e as Error).message }, 'presence sweep failed');
     }
     try {
-      await sweepParkedRooms(engine, io, { streamMaxLen: cfg.adapterStreamMaxLen });
+      await sweepParkedRooms(engine, io, { streamMaxLen: cfg.adapterStreamMaxLen, logger });
     } catch (e) {
       logger.debug({ err: (e as Error).message }, 'parked memberships sweep failed');
     } finally {

@@ -69,8 +69,12 @@ describe('ids and reserved rooms', () => {
   });
 
   test('user ids also allow @', () => {
-    for (const ok of ['alice', 'bob@example.com', 'svc:worker-1', 'x'.repeat(128)]) expect(isValidUserId(ok)).toBe(true);
-    for (const bad of ['', 'x'.repeat(129), 'a b', 'a/b', 7, null, undefined]) expect(isValidUserId(bad)).toBe(false);
+    // identity providers' subjects (OpenID Connect: up to 255 ASCII characters)
+    for (const ok of ['alice', 'bob@example.com', 'svc:worker-1', 'auth0|5f1e2d', 'google-oauth2|1098', 'a/b', 'x'.repeat(255), 'https://idp.example/u?id=1&x=~!$%']) expect(isValidUserId(ok)).toBe(true);
+    // no spaces or control characters, no hash tag braces, no "#" (counter fields), no non-ASCII
+    for (const bad of ['', 'x'.repeat(256), 'a b', 'a\tb', 'a\nb', 'a{b', 'a}b', '#count', 'José', 7, null, undefined]) expect(isValidUserId(bad)).toBe(false);
+    // a valid id always makes a key with exactly one hash tag
+    expect(new Keys('rtg').presence('/', 'auth0|x').match(/\{[^}]*\}/g)).toEqual(['{/|auth0|x}']);
   });
 
   test('user:, presence: and _ prefixes are reserved; look-alikes are not', () => {
