@@ -1,3 +1,4 @@
+import http from 'http';
 import Redis from 'ioredis';
 import { Registry } from 'prom-client';
 import { Server } from 'socket.io';
@@ -25,13 +26,14 @@ describe.each(['redis', 'memory'])('parked memberships (%s engine)', (kind) => {
     if (kind === 'redis') redis = await startRedis();
     const cfg = testConfig({ REDIS_URL: redis?.url, REDIS_KEY_PREFIX: uniquePrefix(), POD_NAME: POD });
     engine = createEngine(cfg, createLogger('test', 'silent', POD), createMetrics(new Registry(), { defaults: false }), { holdsSockets: false });
-    io = new Server();
+    io = new Server(http.createServer()); // never listens: the adapter is all these tests use
     engine.attach(io);
     await engine.ready();
     if (redis) r = new Redis(redis.url);
   });
   afterAll(async () => {
-
+    // closes the adapters (their timers); the HTTP server it then closes was never listening
+    await new Promise<void>((resolve) => (io ? io.close(() => resolve()) : resolve()));
     await engine?.close();
     r?.disconnect();
     await redis?.stop();
