@@ -5,6 +5,7 @@ import net from 'net';
 import os from 'os';
 import path from 'path';
 import { token as signToken } from '../helpers/cluster';
+import { listenPortCandidate } from '../helpers/redis';
 
 // The e2e harness: the local cluster of `make up` (scripts/local-cluster.sh: Redis with AOF,
 // gateways, workers, HAProxy with cookie stickiness) on free loopback ports with a temporary run
@@ -93,23 +94,6 @@ function runScript(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): P
       else reject(new Error(`local-cluster.sh ${args.join(' ')} failed (${code ?? sig}):\n${out.slice(-4000)}`));
     });
   });
-}
-
-/**
- * Ports to listen on, outside the kernel's ephemeral range: a process restarted mid-test must get
- * its port back, and an outgoing connection (a client, a Redis connection) may otherwise have been
- * given that very port as its local one meanwhile (EADDRINUSE on restart, seen in the rolling test).
- */
-function listenPortCandidate(n: number): number {
-  let lo = 32768;
-  let hi = 60999;
-  try {
-    [lo, hi] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-  } catch {
-    /* not Linux: the usual range */
-  }
-  if (lo - n > 10000) return 10000 + Math.floor(Math.random() * (lo - n - 10000));
-  return hi + 1 + Math.floor(Math.random() * Math.max(1, 65535 - hi - n));
 }
 
 /** Holds `n` consecutive free loopback ports (local-cluster.sh numbers processes from a base port). */

@@ -4,16 +4,41 @@ import net from 'net';
 import os from 'os';
 import path from 'path';
 
-/** A free TCP port on loopback. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
+/**
+ * A port to listen on (the first of `n` consecutive ones), outside the kernel's ephemeral range:
+ * a server restarted mid-test (Redis, a gateway) must get its port back, and an outgoing connection
+ * may otherwise have been given that very port as its local one meanwhile (EADDRINUSE on restart).
+ */
+export function listenPortCandidate(n = 1): number {
+  let lo = 32768;
+  let hi = 60999;
+  try {
+    [lo, hi] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  } catch {
+    /* not Linux: the usual range */
+  }
+  if (lo - n > 10000) return 10000 + Math.floor(Math.random() * (lo - n - 10000));
+  return hi + 1 + Math.floor(Math.random() * Math.max(1, 65535 - hi - n));
+}
+
+/** A free TCP port on loopback (see listenPortCandidate), or any free one after many tries. */
+export async function freePort(): Promise<number> {
+  const tryListen = (port: number) =>
+    new Promise<number | null>((resolve) => {
+      const srv = net.createServer();
+      srv.once('error', () => resolve(null));
+      srv.listen(port, '127.0.0.1', () => {
+        const got = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(got));
+      });
     });
-  });
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await tryListen(listenPortCandidate());
+    if (port !== null) return port;
+  }
+  const any = await tryListen(0);
+  if (any === null) throw new Error('no free loopback port');
+  return any;
 }
 
 /** Waits until a TCP port accepts connections. */
