@@ -58,23 +58,16 @@ export class MemoryStore implements Store {
   }
 
   /** Removes the memberships still parked at their deadline; returns the user-left each owes. */
-  leaveDueParked(now: number): Array<{ nsp: string; room: string; userId: string }> {
+  async leaveDueParked(now: number): Promise<Array<{ nsp: string; room: string; userId: string }>> {
     const out: Array<{ nsp: string; room: string; userId: string }> = [];
     for (const [k, p] of this.parked) {
       if (p.deadline > now) continue;
       this.parked.delete(k);
       const [nsp, sid] = k.split('\n');
       for (const room of p.rooms) {
-        const r = this.rooms.get(`${nsp}\n${room}`);
-        const m = r?.sockets.get(sid);
-        if (!r || !m?.parked || m.pod !== p.pod) continue; // back (recovered) or gone
-        r.sockets.delete(sid);
-        const n = (r.users.get(m.userId) ?? 1) - 1;
-        if (n <= 0) {
-          r.users.delete(m.userId);
-          out.push({ nsp, room, userId: m.userId });
-        } else r.users.set(m.userId, n);
-        if (r.sockets.size === 0) this.rooms.delete(`${nsp}\n${room}`);
+        if (!this.rooms.get(`${nsp}\n${room}`)?.sockets.get(sid)?.parked) continue; // back (recovered) or gone
+        const change = await this.roomLeave(nsp, room, sid, p.pod);
+        if (change.changed && change.userId) out.push({ nsp, room, userId: change.userId });
       }
     }
     return out;

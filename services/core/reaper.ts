@@ -86,7 +86,7 @@ export async function sweepParkedRooms(engine: Engine, io: Server, opts: { strea
   const now = opts.now ?? Date.now();
   const store = engine.store;
   if (store instanceof MemoryStore) {
-    const left = store.leaveDueParked(now);
+    const left = await store.leaveDueParked(now);
     for (const l of left) await broadcast(io.of(l.nsp), { rooms: [l.room] }, 'user-left', { room: l.room, userId: l.userId, timestamp: now });
     return left.length;
   }
