@@ -28,8 +28,8 @@ import { AddressInfo } from 'net';
 import Redis from 'ioredis';
 import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
-import { loadConfig } from '../services/core/config';
-import { Keys } from '../services/core/keys';
+import { loadConfig } from '../services/core/platform/config';
+import { Keys } from '../services/core/redis/keys';
 
 // The gateway's configuration with the same environment: identical option values.
 const cfg = loadConfig({ ...process.env, AUTH_MODE: 'insecure' }, 'gateway');
@@ -70,9 +70,9 @@ const als = features.has('als') ? new AsyncLocalStorage<{ ts: number }>() : unde
 /** The gateway's outbound bound, whichever shape services/gateway/backpressure.ts has (loaded at run time, so a change there cannot break the benchmark build). */
 let bindSocket: ((socket: unknown) => void) | undefined;
 if (features.has('backpressure')) {
-  /* eslint-disable @typescript-eslint/no-var-requires */
+   
   const bp = require('../services/gateway/backpressure') as Record<string, (...a: unknown[]) => void>;
-  const metrics = (require('../services/core/metrics') as { createMetrics(): unknown }).createMetrics();
+  const metrics = (require('../services/core/platform/metrics') as { createMetrics(): unknown }).createMetrics();
   const noop = () => undefined;
   if (typeof bp.boundOutboundBuffers === 'function') {
     // Current API: patch once per server, arm per socket.

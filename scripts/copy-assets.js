@@ -2,7 +2,7 @@
 const fs = require('fs');
 const path = require('path');
 const root = path.resolve(__dirname, '..');
-for (const dir of ['services/core/lua', 'services/gateway/public']) {
+for (const dir of ['services/core/redis/lua', 'services/gateway/public']) {
   const src = path.join(root, dir);
   if (!fs.existsSync(src)) continue;
   const dst = path.join(root, 'dist', dir);

@@ -1,5 +1,5 @@
 import type { Namespace, Server } from 'socket.io';
-import type { Logger } from './logger';
+import type { Logger } from './platform/logger';
 
 /** Server-to-server requests (serverSideEmit) every process with the adapter answers, gateway or worker. */
 export const RPC = {

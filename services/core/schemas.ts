@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ROOM_ID_RE, USER_ID_RE, USER_ID_RULE } from './keys';
+import { ROOM_ID_RE, USER_ID_RE, USER_ID_RULE } from './redis/keys';
 
 /** Event names a backend or admin may emit: no Socket.IO reserved names. */
 export const EVENT_NAME_RE = /^[A-Za-z0-9_.:-]{1,64}$/;

@@ -1,8 +1,8 @@
 import { Cluster } from 'ioredis';
-import type { Namespace, Socket } from 'socket.io';
+import type { Namespace } from 'socket.io';
 import { askAll, LocalStats, RPC } from '../core/cluster-rpc';
-import { GatewayError } from '../core/errors';
-import { isReservedRoom, isValidUserId, userRoom } from '../core/keys';
+import { GatewayError } from '../core/platform/errors';
+import { isReservedRoom, isValidUserId, userRoom } from '../core/redis/keys';
 import { adminBroadcastSchema, adminDisconnectSchema } from '../core/schemas';
 import type { GatewayContext } from './context';
 import { Handler, parse } from './events';
@@ -125,7 +125,7 @@ export function broadcastWithAck(nsp: Namespace, room: string | undefined, event
 export const adminHandlers: Record<string, Handler> = {
   async 'admin:stats'(ctx) {
     ctx.requireAvailable();
-    const [heartbeats, remote] = await Promise.all([ctx.engine.store.pods(), askAll<LocalStats | null>(ctx.io.of('/'), RPC.stats, null, RPC_TIMEOUT_MS)]);
+    const [heartbeats, remote] = await Promise.all([ctx.engine.pods.pods(), askAll<LocalStats | null>(ctx.io.of('/'), RPC.stats, null, RPC_TIMEOUT_MS)]);
     const all = [localStats(ctx), ...remote.filter((s): s is LocalStats => !!s)];
     const byId = new Map(all.map((s) => [s.id, s]));
     const stale = Date.now() - ctx.cfg.heartbeatIntervalMs * 3;

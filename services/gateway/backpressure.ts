@@ -1,6 +1,6 @@
-import path from 'path';
 import type { Server, Socket } from 'socket.io';
-import type { Metrics } from '../core/metrics';
+import type { Metrics } from '../core/platform/metrics';
+import { socketIoClientPrototype } from './socketio-internals';
 
 const STATE = Symbol('rtg.outbound');
 
@@ -186,11 +186,9 @@ export function boundOutboundBuffers(io: Server, soft: number, hard: number, met
   limitsByServer.set(io, { soft, hard, metrics, onCut });
   if (patched) return;
   patched = true;
-  // Socket.IO does not export its Client class; it sits beside the package's entry point.
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const { Client } = require(path.join(path.dirname(require.resolve('socket.io')), 'client.js')) as { Client: { prototype: EngineClient } };
-  const write = Client.prototype.writeToEngine;
-  Client.prototype.writeToEngine = function (this: EngineClient, packets: unknown, opts: { volatile?: boolean }) {
+  const proto = socketIoClientPrototype<EngineClient>(['writeToEngine']);
+  const write = proto.writeToEngine;
+  proto.writeToEngine = function (this: EngineClient, packets: unknown, opts: { volatile?: boolean }) {
     boundedWrite.call(this, write, packets, opts);
   };
 }

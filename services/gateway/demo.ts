@@ -2,10 +2,9 @@ import fs from 'fs';
 import type http from 'http';
 import path from 'path';
 import { SignJWT } from 'jose';
-import type { Config } from '../core/config';
-import { isValidUserId, USER_ID_RULE } from '../core/keys';
-import { readBody } from '../core/publish';
-import { sendJson } from '../core/http';
+import type { Config } from '../core/platform/config';
+import { isValidUserId, USER_ID_RULE } from '../core/redis/keys';
+import { readBody, sendJson } from '../core/platform/http';
 
 /** Serves the demo page at `/` and, when DEV_LOGIN is on, `POST /dev/token` for it to log in by name. */
 export function demoRoutes(cfg: Config) {

@@ -1,11 +1,11 @@
 import type { Socket } from 'socket.io';
 import { z } from 'zod';
-import { errorBody, GatewayError } from '../core/errors';
-import type { Logger } from '../core/logger';
-import type { Metrics } from '../core/metrics';
+import { errorBody, GatewayError } from '../core/platform/errors';
+import type { Logger } from '../core/platform/logger';
+import type { Metrics } from '../core/platform/metrics';
 import type { GatewayContext } from './context';
 import { zodMessage } from '../core/schemas';
-import { inSpan, SpanKind, SpanStatusCode } from '../core/telemetry';
+import { inSpan, SpanKind, SpanStatusCode } from '../core/platform/telemetry';
 
 export type Ack = (body: unknown) => void;
 

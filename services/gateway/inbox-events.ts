@@ -1,9 +1,9 @@
 import type { Socket } from 'socket.io';
-import type { Principal } from '../core/auth';
-import { broadcast } from '../core/engine';
-import { GatewayError } from '../core/errors';
-import { clientView, InboxMessage } from '../core/inbox';
-import { userRoom } from '../core/keys';
+import type { Principal } from '../core/auth/auth';
+import { broadcast } from '../core/adapter';
+import { GatewayError } from '../core/platform/errors';
+import { clientView, InboxMessage } from '../core/inbox/store';
+import { userRoom } from '../core/redis/keys';
 import { directMessageSchema, inboxAckSchema, payloadBytes, streamIdSchema } from '../core/schemas';
 import { waitBelow } from './backpressure';
 import type { GatewayContext } from './context';

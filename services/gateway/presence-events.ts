@@ -1,5 +1,5 @@
 import type { Socket } from 'socket.io';
-import { presenceRoom } from '../core/presence';
+import { presenceRoom } from '../core/presence/store';
 import { userIdListSchema } from '../core/schemas';
 import type { GatewayContext } from './context';
 import { Handler, parse } from './events';

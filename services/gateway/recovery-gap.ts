@@ -1,4 +1,5 @@
 import type { Namespace, Server, Socket } from 'socket.io';
+import { requireMethods } from './socketio-internals';
 
 type Packet = { type?: number; id?: number; data?: unknown[] };
 type BroadcastOpts = { rooms: Set<string>; except?: Set<string>; flags?: { volatile?: boolean } };
@@ -56,7 +57,9 @@ export function closeRecoveryGap(io: Server): void {
   const patch = (nsp: Namespace) => {
     const adapter = nsp.adapter as unknown as PatchableAdapter;
     const ns = nsp as unknown as PatchableNamespace;
-    if (adapter.__recoveryGap || typeof adapter.apply !== 'function' || typeof adapter._encode !== 'function' || typeof adapter.restoreSession !== 'function' || typeof ns._createSocket !== 'function') return;
+    if (adapter.__recoveryGap) return;
+    requireMethods(adapter, 'the adapter', ['apply', '_encode', 'restoreSession']);
+    requireMethods(ns, 'Namespace', ['_createSocket', '_doConnect', '_remove']);
     adapter.__recoveryGap = true;
 
     let seq = 0;

@@ -1,9 +1,9 @@
 import { randomUUID } from 'crypto';
 import type { Socket } from 'socket.io';
-import { mayJoinRoom, Principal } from '../core/auth';
-import { broadcast } from '../core/engine';
-import { GatewayError } from '../core/errors';
-import { isReservedRoom } from '../core/keys';
+import { mayJoinRoom, Principal } from '../core/auth/auth';
+import { broadcast } from '../core/adapter';
+import { GatewayError } from '../core/platform/errors';
+import { isReservedRoom } from '../core/redis/keys';
 import { messageSchema, payloadBytes, roomIdSchema } from '../core/schemas';
 import { Handler, parse } from './events';
 import type { GatewayContext } from './context';
@@ -23,13 +23,13 @@ export function clientRooms(socket: Socket): string[] {
 
 /** Announces `user-left` when a membership change removed the user's last socket. */
 export async function announceLeave(ctx: GatewayContext, socket: Socket, room: string, userId: string): Promise<void> {
-  const change = await ctx.engine.store.roomLeave(socket.nsp.name, room, socket.id, ctx.cfg.podName);
+  const change = await ctx.engine.rooms.roomLeave(socket.nsp.name, room, socket.id, ctx.cfg.podName);
   if (change.changed) await broadcast(socket.nsp, { rooms: [room] }, 'user-left', { room, userId, timestamp: Date.now() });
 }
 
 /** Records a (re-)joined room in the store and announces `user-joined` for the user's first socket. */
 export async function recordJoin(ctx: GatewayContext, socket: Socket, room: string, userId: string): Promise<number> {
-  const change = await ctx.engine.store.roomJoin(socket.nsp.name, room, socket.id, userId, ctx.cfg.podName);
+  const change = await ctx.engine.rooms.roomJoin(socket.nsp.name, room, socket.id, userId, ctx.cfg.podName);
   if (change.changed) await broadcast(socket.nsp, { rooms: [room], except: [socket.id] }, 'user-joined', { room, userId, timestamp: Date.now() });
   return change.members;
 }
@@ -86,7 +86,7 @@ export const roomHandlers: Record<string, Handler> = {
   async 'get-room-members'(ctx, socket, raw) {
     const room = checkRoom(principal(socket), raw);
     ctx.requireAvailable();
-    const members = await ctx.engine.store.roomMembers(socket.nsp.name, room);
+    const members = await ctx.engine.rooms.roomMembers(socket.nsp.name, room);
     return { room, count: members.length, members };
   },
 };

@@ -1,6 +1,6 @@
-import path from 'path';
 import type { Server } from 'socket.io';
-import type { Metrics } from '../core/metrics';
+import type { Metrics } from '../core/platform/metrics';
+import { socketIoClientPrototype } from './socketio-internals';
 
 /** Socket.IO's packet type for a refused namespace CONNECT. */
 const CONNECT_ERROR = 4;
@@ -24,10 +24,9 @@ export function refuseUnknownNamespaces(io: Server, metrics: Metrics): void {
   refusing.set(io, metrics);
   if (patched) return;
   patched = true;
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const { Client } = require(path.join(path.dirname(require.resolve('socket.io')), 'client.js')) as { Client: { prototype: EngineClient } };
-  const send = Client.prototype._packet;
-  Client.prototype._packet = function (this: EngineClient, packet, opts) {
+  const proto = socketIoClientPrototype<EngineClient>(['_packet']);
+  const send = proto._packet;
+  proto._packet = function (this: EngineClient, packet, opts) {
     const m = refusing.get(this.server);
     if (m && packet.type === CONNECT_ERROR && (packet.data as { message?: unknown } | undefined)?.message === 'Invalid namespace') {
       m.authFailures.inc({ reason: 'namespace' });

@@ -1,8 +1,8 @@
-import { loadConfigOrExit } from '../core/config';
-import { createLogger } from '../core/logger';
-import { createMetrics } from '../core/metrics';
-import { runService } from '../core/process';
-import { startTracing } from '../core/telemetry';
+import { loadConfigOrExit } from '../core/platform/config';
+import { createLogger } from '../core/platform/logger';
+import { createMetrics } from '../core/platform/metrics';
+import { runService } from '../core/platform/process';
+import { startTracing } from '../core/platform/telemetry';
 import { createWorker } from './worker';
 
 const cfg = loadConfigOrExit('worker');

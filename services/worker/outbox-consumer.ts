@@ -1,18 +1,17 @@
 import type { Server } from 'socket.io';
-import type { Config } from '../core/config';
-import type { InboxStore } from '../core/inbox';
-import type { Keys } from '../core/keys';
-import type { Logger } from '../core/logger';
-import type { Metrics } from '../core/metrics';
-import { decodeEntry, deliver, Publish } from '../core/publish';
-import type { RedisClient } from '../core/redis';
-import { contextFrom, inSpan, SpanKind } from '../core/telemetry';
+import type { Config } from '../core/platform/config';
+import type { InboxStore } from '../core/inbox/store';
+import type { Keys } from '../core/redis/keys';
+import type { Logger } from '../core/platform/logger';
+import type { Metrics } from '../core/platform/metrics';
+import { decodeEntry, deliver, Publish } from '../core/outbox/publish';
+import type { RedisClient } from '../core/redis/client';
+import { contextFrom, inSpan, SpanKind } from '../core/platform/telemetry';
 
 export const GROUP = 'workers';
 const BLOCK_MS = 2000;
 
 type Entry = [id: string, fields: string[]];
-type Scripted = RedisClient & { outboxDeadLetter(stream: string, dead: string, group: string, id: string, attempts: number, error: string): Promise<string | null> };
 
 /**
  * Drains the outbox with a consumer group, in the manner of Centrifugo's redisqueue: tolerates
@@ -130,7 +129,7 @@ export class OutboxConsumer {
     const k = this.keys.outbox();
     if (attempt > this.cfg.workerMaxAttempts) {
       const reason = this.errors.get(id) ?? 'failed on another worker (or the worker died while delivering)';
-      const dead = await (this.redis as Scripted).outboxDeadLetter(k.stream, k.dead, GROUP, id, attempt - 1, reason.slice(0, 500));
+      const dead = await this.redis.outboxDeadLetter(k.stream, k.dead, GROUP, id, attempt - 1, reason.slice(0, 500));
       this.errors.delete(id);
       if (dead) {
         this.metrics.deadLetters.inc();

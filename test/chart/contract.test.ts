@@ -5,7 +5,7 @@
 import fs from 'fs';
 import path from 'path';
 import YAML from 'yaml';
-import { loadConfig, settings, unknownVariables } from '../../services/core/config';
+import { loadConfig, settings, unknownVariables } from '../../services/core/platform/config';
 import {
   CHART,
   K8sObject,
@@ -25,7 +25,7 @@ import {
 
 type Component = 'gateway' | 'worker';
 const COMPONENTS: Component[] = ['gateway', 'worker'];
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 type AnySetting = { env: string; def: unknown; services: ReadonlyArray<Component>; parse: (raw: string, name: string) => any };
 const SETTINGS = settings as unknown as Record<string, AnySetting>;
 const byEnv = new Map(Object.values(SETTINGS).map((s) => [s.env, s]));

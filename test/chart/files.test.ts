@@ -11,12 +11,12 @@ import { CHART, ROOT, deployment, readYaml, render } from './helpers';
 const read = (p: string) => fs.readFileSync(path.join(ROOT, p), 'utf8');
 
 describe('values.yaml and values.schema.json', () => {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+   
   const schema: any = JSON.parse(fs.readFileSync(path.join(CHART, 'values.schema.json'), 'utf8'));
 
   test('every object of the schema is closed (additionalProperties false), a typed map, or a declared Kubernetes passthrough', () => {
     const open: string[] = [];
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+     
     const walk = (node: any, at: string) => {
       if (!node || typeof node !== 'object') return;
       const types = [node.type].flat();
@@ -38,7 +38,7 @@ describe('values.yaml and values.schema.json', () => {
   test('the schema describes every key of values.yaml, and values.yaml every property of the schema', () => {
     const values = readYaml(path.join(CHART, 'values.yaml'));
     const diff: string[] = [];
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+     
     const walk = (v: any, s: any, at: string, inKubernetesShape = false) => {
       if (!s?.properties || !v || typeof v !== 'object' || Array.isArray(v)) return;
       // Kubernetes-shaped values (resources, HPA behavior) are closed but every key in them is optional.

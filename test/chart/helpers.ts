@@ -13,7 +13,7 @@ export const KUBE_VERSION = '1.31.0';
 export const RELEASE = 'rtg';
 
 /** A rendered Kubernetes object. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 export type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any };
 
 function tool(envVar: string, name: string, hint: string): string {
@@ -100,11 +100,11 @@ export function variants(): Array<{ name: string; opts: RenderOpts }> {
 }
 
 /** Reads a YAML file. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 export const readYaml = (file: string): any => YAML.parse(fs.readFileSync(file, 'utf8'));
 
 /** The chart's values.yaml merged with one values file (maps merged deeply, lists replaced, as helm does). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 export function effectiveValues(o: RenderOpts = {}): any {
   const merge = (a: unknown, b: unknown): unknown => {
     if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
@@ -137,7 +137,7 @@ export const deployment = (objs: K8sObject[], component: 'gateway' | 'worker'): 
   );
 
 /** Whether a Kubernetes label selector (matchLabels + matchExpressions) selects `labels`. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 export function selects(selector: any, labels: Record<string, string> = {}): boolean {
   for (const [k, v] of Object.entries(selector?.matchLabels ?? {})) if (labels[k] !== v) return false;
   for (const e of selector?.matchExpressions ?? []) {

@@ -19,7 +19,7 @@ import { HTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s
 import { PrometheusRule, ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { CHART, K8sObject, KUBE_VERSION, ciValuesFiles, helm, kubeStrict, render, renderText, variants } from './helpers';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 type ModelClass = new (data: any) => { validate(): void };
 const MODELS: Record<string, ModelClass> = {
   'v1/ConfigMap': ConfigMap,

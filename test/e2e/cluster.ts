@@ -65,7 +65,7 @@ export const NEEDS_LOCAL = 'needs process control of a local cluster; skipped be
 /** `describe` for scenarios that kill, pause or restart processes: skipped (with a message) against an external cluster. */
 export const describeLocal: jest.Describe = EXTERNAL
   ? (((name: string, fn: () => void) => {
-      // eslint-disable-next-line no-console
+       
       console.warn(`[e2e] skipping "${name}": ${NEEDS_LOCAL}`);
       return describe.skip(`${name} [skipped: needs process control; E2E_BASE_URL targets an external cluster]`, fn);
     }) as unknown as jest.Describe)
@@ -183,7 +183,7 @@ function ensureBuilt(): void {
     if (!stale()) return;
     const r = spawnSync('npm', ['run', 'build'], { cwd: ROOT, encoding: 'utf8', timeout: 120000 });
     if (r.status !== 0 && !fs.existsSync(main)) throw new Error(`npm run build failed:\n${r.stdout}\n${r.stderr}`);
-    // eslint-disable-next-line no-console
+     
     if (r.status !== 0) console.warn(`[e2e] npm run build failed; using the existing dist/:\n${r.stdout.slice(-2000)}`);
   } finally {
     fs.rmSync(lock, { recursive: true, force: true });

@@ -33,7 +33,7 @@ export function record(file: string, scenario: string, figures: Figures): void {
   frag.finishedAt = new Date().toISOString();
   fs.writeFileSync(p, JSON.stringify(frag, null, 2));
   merge();
-  // eslint-disable-next-line no-console
+   
   console.log(`[e2e results] ${scenario}: ${JSON.stringify(figures)}`);
 }
 
@@ -77,6 +77,6 @@ export function summary(file: string): void {
       for (const [k, v] of Object.entries(figs)) lines.push(`    ${k.padEnd(34)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
     }
   }
-  // eslint-disable-next-line no-console
+   
   console.log(lines.join('\n'));
 }

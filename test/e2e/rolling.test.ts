@@ -101,7 +101,7 @@ describeLocal('rolling restart of every gateway behind the balancer', () => {
         .map((x) => ({ client: cl.userId, seq: x.seq, sender: x.sender, ackedAt: x.at, disconnects: cl.disconnects.map((d) => `${d.reason}@${d.at}`), connects: cl.connects.map((k) => `${k.recovered}@${k.at}`) })),
     );
     if (dupSeqs.length || lostDetail.length) {
-      // eslint-disable-next-line no-console
+       
       console.log('rolling: details', JSON.stringify({ dup: traffic.acked.filter((x) => dupSeqs.includes(x.seq)), lost: lostDetail.slice(0, 10) }));
     }
     const connectErrors = clients.flatMap((cl) => cl.connectErrors.map((e) => `${cl.userId}: ${e.message}`));

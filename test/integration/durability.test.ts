@@ -180,7 +180,7 @@ test('a Redis SIGKILL + restart (AOF) loses no acknowledged direct message and n
   const published = all.filter((m) => m.publishId !== undefined).map((m) => m.publishId!);
   const lostDirect = [...acked].filter((id) => !direct.has(id));
   const lostPublish = [...accepted].filter((id) => !published.includes(id));
-  // eslint-disable-next-line no-console
+   
   console.log(`acked ${acked.size} direct + ${accepted.size} publishes before/around the crash; refused ${JSON.stringify([...refused.direct])} ${JSON.stringify([...refused.publish])}; inbox after restart: ${direct.size} direct, ${published.length} publishes`);
   expect(lostDirect).toEqual([]);
   expect(lostPublish).toEqual([]);

@@ -1,4 +1,3 @@
-import type { Socket as ClientSocket } from 'socket.io-client';
 import { closeClients, collect, connect, GatewayProcess, metricValue, RunningGateway, spawnService, startGateways, token, until, waitFor } from '../helpers/cluster';
 import { startRedis, TestRedis } from '../helpers/redis';
 

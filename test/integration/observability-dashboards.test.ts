@@ -1,7 +1,7 @@
 import fs from 'fs';
 import path from 'path';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { createMetrics } from '../../services/core/metrics';
+import { createMetrics } from '../../services/core/platform/metrics';
 import { dataPanels, exportedSeriesNames, loadDashboards, panelQueries, referencedMetrics, ROOT, substitute } from './observability-shared';
 
 // The dashboards as files (no server needed): importable by the Grafana sidecar as they are,

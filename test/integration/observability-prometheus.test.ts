@@ -333,7 +333,7 @@ describe('every dashboard query against real data', () => {
   /** Largest value each panel showed, printed once: what the traffic made visible. */
   const seen: string[] = [];
   afterAll(() => {
-    // eslint-disable-next-line no-console
+     
     console.log(`panel maxima after the test traffic (${VARIABLES.__rate_interval} rate window):\n${seen.join('\n')}`);
   });
 

@@ -3,7 +3,7 @@ import fs from 'fs';
 import path from 'path';
 import { Registry } from 'prom-client';
 import YAML from 'yaml';
-import { createMetrics } from '../../services/core/metrics';
+import { createMetrics } from '../../services/core/platform/metrics';
 
 // What the observability tests share: the dashboards and alert rules as data, and the metric catalogue.
 

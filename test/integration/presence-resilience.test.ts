@@ -1,6 +1,6 @@
 import Redis, { Cluster } from 'ioredis';
 import type { Socket as ClientSocket } from 'socket.io-client';
-import { client, closeClients, collect, connect, GatewayProcess, spawnService, token, uniquePrefix, until, waitFor } from '../helpers/cluster';
+import { client, closeClients, connect, GatewayProcess, spawnService, token, uniquePrefix, until, waitFor } from '../helpers/cluster';
 import { startRedis } from '../helpers/redis';
 import { startRedisCluster } from '../helpers/redis-cluster';
 
@@ -165,7 +165,7 @@ describe.each([
     // duplicates would come from a later sweep or reaper pass: give them a few periods to show
     await new Promise((res) => setTimeout(res, 2 * HB));
 
-    // eslint-disable-next-line no-console
+     
     console.log(`[${_name}] SIGKILL gateway: offline ${Math.min(...watcher.offline().map((e) => e.at - t0))}-${worst} ms after the kill; user-left ${Math.min(...watcher.left.map((e) => e.at - t0))}-${Math.max(...watcher.left.map((e) => e.at - t0))} ms`);
     expect(worst).toBeLessThanOrEqual(REAP_BOUND + MARGIN);
     expect([...counts(watcher.offline().map((e) => e.userId))].sort()).toEqual(ids.map((id) => [id, 1]).sort());
@@ -215,7 +215,7 @@ describe.each([
     expect(reasons.every((x) => x === 'transport close')).toBe(true);
     await Promise.all(reconnected);
     const reconnectedAfter = Date.now() - t1;
-    // eslint-disable-next-line no-console
+     
     console.log(`[${_name}] SIGSTOP gateway: offline ${worst} ms after the stop (worst); after SIGCONT clients closed in ${closedAfter} ms, live ones reconnected in ${reconnectedAfter} ms`);
 
     // live users come back online through their real reconnect; the others stay offline
@@ -257,7 +257,7 @@ describe.each([
     await until(() => watcher.offline().length >= ids.length && watcher.left.length >= ids.length, 20000, 'every offline and user-left').catch(() => undefined);
     const done = Date.now() - t0;
     await new Promise((res) => setTimeout(res, 2 * HB + GRACE)); // duplicates would show by now
-    // eslint-disable-next-line no-console
+     
     const span = (xs: Array<{ at: number }>) => `${Math.min(...xs.map((e) => e.at - t0))}-${Math.max(...xs.map((e) => e.at - t0))} ms`;
     console.log(`[${_name}] worker killed ${killedAt} ms after the gateway (offline ${progress.offline}/200, user-left ${progress.left}/200 announced), new worker up at ${restartedAt} ms, all announced at ${done} ms; user-left ${span(watcher.left)}, offline ${span(watcher.offline())} after the gateway kill`);
     const off = counts(watcher.offline().map((e) => e.userId));

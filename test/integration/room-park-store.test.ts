@@ -3,9 +3,9 @@ import Redis from 'ioredis';
 import { Registry } from 'prom-client';
 import { Server } from 'socket.io';
 import { createEngine, Engine } from '../../services/core/engine';
-import { createLogger } from '../../services/core/logger';
-import { createMetrics } from '../../services/core/metrics';
-import { sweepParkedRooms } from '../../services/core/reaper';
+import { createLogger } from '../../services/core/platform/logger';
+import { createMetrics } from '../../services/core/platform/metrics';
+import { sweepParkedRooms } from '../../services/core/rooms/reaper';
 import { testConfig, uniquePrefix } from '../helpers/cluster';
 import { startRedis, TestRedis } from '../helpers/redis';
 
@@ -45,18 +45,18 @@ describe.each(['redis', 'memory'])('parked memberships (%s engine)', (kind) => {
     const entries = await r.xrange(engine.keys.adapterStream(), '-', '+');
     return entries.filter(([, f]) => f.join(' ').includes('user-left') && f.join(' ').includes(`"room":"${room}"`)).length;
   };
-  const member = async (room: string) => (await engine.store.roomMembers('/', room)).map((m) => m.userId);
+  const member = async (room: string) => (await engine.rooms.roomMembers('/', room)).map((m) => m.userId);
   const sweep = (now: number) => sweepParkedRooms(engine, io, { now });
 
   test('a socket that came back and dropped again keeps its room until its new deadline, not the first one', async () => {
-    await engine.store.roomJoin('/', 'r1', SID, 'ann', POD);
-    await engine.store.roomJoin('/', 'r2', SID, 'ann', POD);
-    await engine.store.parkRooms('/', SID, POD, ['r1', 'r2'], 1000);
+    await engine.rooms.roomJoin('/', 'r1', SID, 'ann', POD);
+    await engine.rooms.roomJoin('/', 'r2', SID, 'ann', POD);
+    await engine.rooms.parkRooms('/', SID, POD, ['r1', 'r2'], 1000);
     // back (recovered on this pod): re-joined, so unparked; leaves r2; drops again later
-    await engine.store.roomJoin('/', 'r1', SID, 'ann', POD);
-    await engine.store.roomJoin('/', 'r2', SID, 'ann', POD);
-    await engine.store.roomLeave('/', 'r2', SID, POD);
-    await engine.store.parkRooms('/', SID, POD, ['r1'], 2000);
+    await engine.rooms.roomJoin('/', 'r1', SID, 'ann', POD);
+    await engine.rooms.roomJoin('/', 'r2', SID, 'ann', POD);
+    await engine.rooms.roomLeave('/', 'r2', SID, POD);
+    await engine.rooms.parkRooms('/', SID, POD, ['r1'], 2000);
 
     expect(await sweep(1500)).toBe(0); // the first deadline passed: nothing goes
     expect(await member('r1')).toEqual(['ann']);
@@ -71,14 +71,14 @@ describe.each(['redis', 'memory'])('parked memberships (%s engine)', (kind) => {
   });
 
   test('the same socket id leaving twice (recovered after its grace period, then gone) is announced twice', async () => {
-    await engine.store.roomJoin('/', 'r3', 'sid-2', 'bob', POD);
-    await engine.store.parkRooms('/', 'sid-2', POD, ['r3'], 5000);
+    await engine.rooms.roomJoin('/', 'r3', 'sid-2', 'bob', POD);
+    await engine.rooms.parkRooms('/', 'sid-2', POD, ['r3'], 5000);
     expect(await sweep(5000)).toBe(1);
     expect(await member('r3')).toEqual([]);
     // recovered later with the same socket id (within the recovery window): a member again
-    await engine.store.roomJoin('/', 'r3', 'sid-2', 'bob', POD);
+    await engine.rooms.roomJoin('/', 'r3', 'sid-2', 'bob', POD);
     expect(await member('r3')).toEqual(['bob']);
-    await engine.store.parkRooms('/', 'sid-2', POD, ['r3'], 6000);
+    await engine.rooms.parkRooms('/', 'sid-2', POD, ['r3'], 6000);
     expect(await sweep(6000)).toBe(1);
     expect(await member('r3')).toEqual([]);
     if (r) {
@@ -89,9 +89,9 @@ describe.each(['redis', 'memory'])('parked memberships (%s engine)', (kind) => {
   });
 
   test('a socket recovered on this pod before its deadline stays, and nothing is announced', async () => {
-    await engine.store.roomJoin('/', 'r4', 'sid-3', 'cy', POD);
-    await engine.store.parkRooms('/', 'sid-3', POD, ['r4'], 7000);
-    await engine.store.roomJoin('/', 'r4', 'sid-3', 'cy', POD);
+    await engine.rooms.roomJoin('/', 'r4', 'sid-3', 'cy', POD);
+    await engine.rooms.parkRooms('/', 'sid-3', POD, ['r4'], 7000);
+    await engine.rooms.roomJoin('/', 'r4', 'sid-3', 'cy', POD);
     expect(await sweep(8000)).toBe(0);
     expect(await member('r4')).toEqual(['cy']);
     if (r) {

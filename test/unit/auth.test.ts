@@ -2,8 +2,9 @@ import { generateKeyPairSync, KeyObject } from 'crypto';
 import http from 'http';
 import { AddressInfo } from 'net';
 import { exportJWK, JWK, SignJWT, UnsecuredJWT } from 'jose';
-import { AuthError, createAuthenticator, globToRegExp, mayJoinRoom, Principal } from '../../services/core/auth';
-import type { Config } from '../../services/core/config';
+import { createAuthenticator, globToRegExp, mayJoinRoom, Principal } from '../../services/core/auth/auth';
+import { AuthError } from '../../services/core/platform/errors';
+import type { Config } from '../../services/core/platform/config';
 
 type AuthCfg = Pick<Config, 'authMode' | 'jwtSecret' | 'jwtPublicKey' | 'jwtJwksUrl' | 'jwtIssuer' | 'jwtAudience' | 'jwtRequireExp'>;
 

@@ -1,4 +1,4 @@
-import { clientAddress } from '../../services/gateway/server';
+import { clientAddress } from '../../services/gateway/handshake';
 
 const hs = (address: string, xff?: string) => ({ handshake: { address, headers: xff === undefined ? {} : { 'x-forwarded-for': xff } } }) as any;
 

@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'child_process';
 import fs from 'fs';
 import path from 'path';
-import { ConfigError, loadConfig, settings, settingsTable, unknownVariables } from '../../services/core/config';
+import { ConfigError, loadConfig, settings, settingsTable, unknownVariables } from '../../services/core/platform/config';
 
 const ROOT = path.resolve(__dirname, '../..');
 const SECRET = 'a-secret-that-is-at-least-32-bytes-long';

@@ -1,4 +1,4 @@
-import { isReservedRoom, isValidRoomId, isValidUserId, Keys, RESERVED_ROOM_PREFIXES, userRoom } from '../../services/core/keys';
+import { isReservedRoom, isValidRoomId, isValidUserId, Keys, RESERVED_ROOM_PREFIXES, userRoom } from '../../services/core/redis/keys';
 
 /** The Redis Cluster hash tags of a key: every `{...}` section (only the first one counts for slotting). */
 const tags = (key: string) => [...key.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]);

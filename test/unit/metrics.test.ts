@@ -2,9 +2,9 @@ import { EventEmitter } from 'events';
 import path from 'path';
 import type { Server, Socket } from 'socket.io';
 import { Registry } from 'prom-client';
-import { GatewayError } from '../../services/core/errors';
-import { createLogger } from '../../services/core/logger';
-import { createMetrics, Metrics, nsLabel } from '../../services/core/metrics';
+import { GatewayError } from '../../services/core/platform/errors';
+import { createLogger } from '../../services/core/platform/logger';
+import { createMetrics, Metrics, nsLabel } from '../../services/core/platform/metrics';
 import { armOutboundBound, boundOutboundBuffers, bufferedBytes } from '../../services/gateway/backpressure';
 import { invoke } from '../../services/gateway/events';
 
@@ -125,7 +125,7 @@ describe('boundOutboundBuffers(): packets sent, slow-consumer drops and cuts, vo
   const SOFT = 1000;
   const HARD = 2000;
   // Socket.IO's Client class (not exported): the bound patches its prototype's writeToEngine.
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
+   
   const { Client } = require(path.join(path.dirname(require.resolve('socket.io')), 'client.js')) as { Client: { prototype: object } };
   afterEach(() => jest.restoreAllMocks());
 

@@ -51,6 +51,7 @@ export function createMetrics(registry: Registry = new Registry(), opts: { defau
     // shared
     redisErrors: new Counter({ name: `${NS}_redis_errors_total`, help: 'Redis command or connection errors', labelNames: ['op'] as const, registers: r }),
     redisUp: new Gauge({ name: `${NS}_redis_up`, help: '1 when the Redis connection is ready', registers: r }),
+    taskFailures: new Counter({ name: `${NS}_process_task_failures_total`, help: 'Background task runs that failed (retried next period), by task', labelNames: ['task'] as const, registers: r }),
     ready: new Gauge({ name: `${NS}_process_ready`, help: '1 when /readyz answers 200', registers: r }),
     heartbeatAge: new Gauge({ name: `${NS}_presence_heartbeat_age_seconds`, help: 'Age of the oldest live pod heartbeat seen by this process', registers: r }),
     presenceTransitions: new Counter({ name: `${NS}_presence_transitions_total`, help: 'Presence transitions announced, by kind', labelNames: ['kind'] as const, registers: r }),

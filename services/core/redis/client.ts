@@ -1,14 +1,18 @@
-import fs from 'fs';
-import path from 'path';
 import Redis, { Cluster, RedisOptions } from 'ioredis';
-import type { Logger } from './logger';
-import type { Metrics } from './metrics';
+import type { Logger } from '../platform/logger';
+import type { Metrics } from '../platform/metrics';
+import { isRedisDown, UnavailableError } from '../platform/errors';
 
 export type RedisClient = Redis | Cluster;
 
-/** Reconnect delay: exponential from 50 ms, capped at 2 s, never giving up (no spinning, no crash). */
-export function retryDelay(times: number): number {
-  return Math.min(50 * 2 ** Math.min(times, 6), 2000);
+/**
+ * Reconnect delay: exponential from 50 ms, capped at 2 s, never giving up (no spinning, no crash),
+ * with full jitter over the upper half so that the pods of a cluster do not all reconnect in
+ * lockstep after a Redis restart.
+ */
+export function retryDelay(times: number, random: () => number = Math.random): number {
+  const cap = Math.min(50 * 2 ** Math.min(times, 6), 2000);
+  return Math.round(cap / 2 + (random() * cap) / 2);
 }
 
 /**
@@ -18,7 +22,7 @@ export function retryDelay(times: number): number {
  */
 export function createRedis(url: string, opts: { cluster?: boolean; role: string; failFast?: boolean; logger?: Logger; metrics?: Metrics }): RedisClient {
   const base: RedisOptions = {
-    retryStrategy: retryDelay,
+    retryStrategy: (times: number) => retryDelay(times),
     maxRetriesPerRequest: opts.failFast ? 0 : 2,
     enableOfflineQueue: !opts.failFast,
     connectionName: `rtg-${opts.role}`,
@@ -29,7 +33,7 @@ export function createRedis(url: string, opts: { cluster?: boolean; role: string
   if (opts.cluster) {
     const u = new URL(url);
     client = new Cluster([{ host: u.hostname, port: Number(u.port || 6379) }], {
-      clusterRetryStrategy: retryDelay,
+      clusterRetryStrategy: (times: number) => retryDelay(times),
       // Always on for a cluster: with it off, ioredis rejects any command routed to a node
       // connection that is still connecting (its own ready check included), so a new client
       // flaps and fails commands at random. Fail-fast callers check `status === 'ready'` first.
@@ -53,17 +57,6 @@ export function createRedis(url: string, opts: { cluster?: boolean; role: string
   return client;
 }
 
-/** Loads every `services/core/lua/<name>-<numkeys>.lua` as an ioredis command named in camelCase. */
-export function defineScripts(client: RedisClient): void {
-  const dir = path.join(__dirname, 'lua');
-  for (const file of fs.readdirSync(dir)) {
-    const m = /^(.*)-(\d+)\.lua$/.exec(file);
-    if (!m) continue;
-    const name = m[1].replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-    client.defineCommand(name, { numberOfKeys: Number(m[2]), lua: fs.readFileSync(path.join(dir, file), 'utf8') });
-  }
-}
-
 /** Resolves once the client is ready, or rejects after `ms`. */
 export function waitReady(client: RedisClient, ms = 10000): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();
@@ -78,4 +71,20 @@ export function waitReady(client: RedisClient, ms = 10000): Promise<void> {
     };
     client.once('ready', onReady);
   });
+}
+
+/**
+ * Runs one store operation against a fail-fast client: `unavailable` at once while Redis is not
+ * ready, and for an error that means Redis went away mid-command (anything else is a bug and
+ * propagates as it is).
+ */
+export async function guarded<T>(client: RedisClient, fn: () => Promise<T>): Promise<T> {
+  if (client.status !== 'ready') throw new UnavailableError();
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof UnavailableError) throw e;
+    if (isRedisDown(e) || client.status !== 'ready') throw new UnavailableError();
+    throw e;
+  }
 }

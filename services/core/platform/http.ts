@@ -1,5 +1,6 @@
 import http from 'http';
 import { AddressInfo } from 'net';
+import { GatewayError } from './errors';
 import type { Metrics } from './metrics';
 
 /** A route: answers and returns true, or returns false to let the next one try. */
@@ -68,3 +69,28 @@ export function listen(server: http.Server, port: number, host: string): Promise
     });
   });
 }
+/** Reads a request body up to `limit` bytes; rejects with too_large beyond it. */
+export function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limit) {
+      req.resume();
+      return reject(new GatewayError('too_large', `body exceeds ${limit} bytes`));
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new GatewayError('too_large', `body exceeds ${limit} bytes`));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+

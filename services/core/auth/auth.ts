@@ -1,7 +1,8 @@
 import { createPublicKey, KeyObject } from 'crypto';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, JWTVerifyGetKey } from 'jose';
-import type { Config } from './config';
-import { isValidUserId, USER_ID_RULE } from './keys';
+import type { Config } from '../platform/config';
+import { AuthError } from '../platform/errors';
+import { isValidUserId, USER_ID_RULE } from '../redis/keys';
 
 /** Who a connection belongs to, from a verified token (or the insecure dev mode). */
 export interface Principal {
@@ -12,19 +13,6 @@ export interface Principal {
   workspaces: string[];
   /** Token expiry (ms since epoch), when the token has one. */
   exp?: number;
-}
-
-/** A refused handshake: `code` becomes `err.message` on the client's `connect_error`. */
-export class AuthError extends Error {
-  override name = 'AuthError';
-  constructor(
-    public readonly code: 'unauthorized' | 'forbidden' | 'rate_limited' | 'overloaded',
-    message: string,
-    /** Low-cardinality reason for metrics. */
-    public readonly reason: string = code,
-  ) {
-    super(message);
-  }
 }
 
 export type Authenticator = (auth: unknown) => Promise<Principal>;

@@ -1,0 +1,21 @@
+/** Which gateway pods are alive: their heartbeats. The in-memory and Redis engines implement it identically. */
+
+export interface PodInfo {
+  id: string;
+  connections: number;
+  lastHeartbeat: number;
+  /** Set once a reaper gave the pod up for dead. */
+  reaped?: boolean;
+}
+
+export interface PodRegistry {
+  /** Writes a heartbeat; true when this pod had registered before and was reaped meanwhile. */
+  heartbeat(info: PodInfo, registeredBefore: boolean): Promise<boolean>;
+  pods(): Promise<PodInfo[]>;
+  /** Marks a pod silent since before `cutoff` as reaped; its last heartbeat, or null when it is alive. */
+  markReaped(pod: string, cutoff: number): Promise<number | null>;
+  /** Removes a reaped pod's entry (unless it came back). */
+  forgetPod(pod: string): Promise<void>;
+  /** Removes a pod's entry (its own, at the end of a graceful shutdown). */
+  removePod(pod: string): Promise<void>;
+}
