@@ -64,13 +64,18 @@ const io = new Server(httpServer, {
 
 type Ack = (body: unknown) => void;
 
-const features = new Set((process.env.BARE_FEATURES ?? '').split(',').map((x) => x.trim()).filter(Boolean));
-for (const f of features) if (!['als', 'backpressure', 'payload'].includes(f)) process.stderr.write(`bare-server: unknown BARE_FEATURES entry "${f}" ignored\n`);
+const features = new Set(
+  (process.env.BARE_FEATURES ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean),
+);
+for (const f of features)
+  if (!['als', 'backpressure', 'payload'].includes(f)) process.stderr.write(`bare-server: unknown BARE_FEATURES entry "${f}" ignored\n`);
 const als = features.has('als') ? new AsyncLocalStorage<{ ts: number }>() : undefined;
 /** The gateway's outbound bound, whichever shape services/gateway/backpressure.ts has (loaded at run time, so a change there cannot break the benchmark build). */
 let bindSocket: ((socket: unknown) => void) | undefined;
 if (features.has('backpressure')) {
-   
   const bp = require('../services/gateway/backpressure') as Record<string, (...a: unknown[]) => void>;
   const metrics = (require('../services/core/platform/metrics') as { createMetrics(): unknown }).createMetrics();
   const noop = () => undefined;
@@ -94,7 +99,9 @@ io.on('connection', (socket) => {
   socket.on('message', (payload: { roomId?: unknown; text?: unknown; data?: unknown } | undefined, ack?: Ack) => {
     if (payload && typeof payload.roomId === 'string') {
       const room = payload.roomId;
-      const out = features.has('payload') ? { id: randomUUID(), userId: 'bare-user', text: payload.text, data: payload.data, timestamp: Date.now(), room } : payload;
+      const out = features.has('payload')
+        ? { id: randomUUID(), userId: 'bare-user', text: payload.text, data: payload.data, timestamp: Date.now(), room }
+        : payload;
       if (als) als.run({ ts: Date.now() }, () => io.to(room).emit('message', out));
       else io.to(room).emit('message', out);
     }

@@ -12,7 +12,12 @@
 import { AsyncLocalStorage } from 'async_hooks';
 import path from 'path';
 
-const diag = new Set((process.env.GATEWAY_DIAG ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+const diag = new Set(
+  (process.env.GATEWAY_DIAG ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean),
+);
 
 if (diag.has('no-als')) {
   const proto = AsyncLocalStorage.prototype as unknown as Record<string, unknown>;
@@ -30,4 +35,5 @@ if (diag.has('no-backpressure')) {
   }
 }
 
-for (const d of diag) if (!['no-als', 'no-backpressure'].includes(d)) process.stderr.write(`diag-preload: unknown GATEWAY_DIAG entry "${d}" ignored\n`);
+for (const d of diag)
+  if (!['no-als', 'no-backpressure'].includes(d)) process.stderr.write(`diag-preload: unknown GATEWAY_DIAG entry "${d}" ignored\n`);

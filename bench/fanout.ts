@@ -235,7 +235,9 @@ async function runPhase(
   const split0 = cluster.servers.map((s) => cpuSplitMs(s.pid));
   const redisCpu0 = cpuMs(redis.proc.pid);
   const selfCpu0 = process.cpuUsage();
-  ctx.log(`fanout/${kind} round ${round + 1}/${p.rounds} ${phase}: ${K} messages to ${C} receivers (${rate ? `${rate} msg/s` : `≤ ${p.window} messages in flight`})`);
+  ctx.log(
+    `fanout/${kind} round ${round + 1}/${p.rounds} ${phase}: ${K} messages to ${C} receivers (${rate ? `${rate} msg/s` : `≤ ${p.window} messages in flight`})`,
+  );
   const ackRtt: number[] = [];
   let ackErrors = 0;
   const ackErrorSamples: unknown[] = [];
@@ -281,7 +283,12 @@ async function runPhase(
   abortIf(signal);
   const expected = (sent - ackErrors) * C;
   const drainStart = performance.now();
-  while (rec.unique < expected && performance.now() - drainStart < p.drainTimeoutMs && performance.now() - Math.max(rec.lastRecv, drainStart) < p.drainQuietMs) await sleep(20);
+  while (
+    rec.unique < expected &&
+    performance.now() - drainStart < p.drainTimeoutMs &&
+    performance.now() - Math.max(rec.lastRecv, drainStart) < p.drainQuietMs
+  )
+    await sleep(20);
   const selfCpu = process.cpuUsage(selfCpu0);
   const cpu = cluster.servers.map((s, i) => cpuMs(s.pid) - cpu0[i]);
   const split = cluster.servers.map((s, i) => {
@@ -299,7 +306,9 @@ async function runPhase(
       const prof = await s.inspector!.stopProfile();
       const file = path.join(ctx.outDir, 'profiles', `fanout-${s.name}.cpuprofile`);
       fs.writeFileSync(file, JSON.stringify(prof));
-      profiles.push(formatSummary(`CPU profile ${s.name}, saturated phase of round 1 (${path.relative(process.cwd(), file)})`, summarise(prof, 30)));
+      profiles.push(
+        formatSummary(`CPU profile ${s.name}, saturated phase of round 1 (${path.relative(process.cwd(), file)})`, summarise(prof, 30)),
+      );
     }
   }
 
@@ -324,7 +333,13 @@ async function runPhase(
     deliverySeconds,
     deliveriesPerSec: rec.unique / deliverySeconds,
     messagesPerSec: okMessages / sendSeconds,
-    latencyMs: { p50: percentile(l, 50), p90: percentile(l, 90), p99: percentile(l, 99), max: l.length ? l[l.length - 1] : NaN, mean: l.length ? sum / l.length : NaN },
+    latencyMs: {
+      p50: percentile(l, 50),
+      p90: percentile(l, 90),
+      p99: percentile(l, 99),
+      max: l.length ? l[l.length - 1] : NaN,
+      mean: l.length ? sum / l.length : NaN,
+    },
     ackRttMs: { p50: percentile(rtt, 50), p99: percentile(rtt, 99) },
     perClient: { min: Math.min(...rec.perClient), max: Math.max(...rec.perClient) },
     cpuMs: { servers: cpu, serversTotal, serversUser, serversSystem, redis: redisCpu, benchClient: (selfCpu.user + selfCpu.system) / 1000 },
@@ -339,7 +354,13 @@ async function runPhase(
   };
   if (perf) {
     try {
-      profiles.push(formatPerf(`perf CPU profile, ${kind} servers, saturated phase of round 1 (${path.relative(process.cwd(), perfFile)})`, perfSummary(perfFile, 40), n.serverCpuMsPer1kDeliveries));
+      profiles.push(
+        formatPerf(
+          `perf CPU profile, ${kind} servers, saturated phase of round 1 (${path.relative(process.cwd(), perfFile)})`,
+          perfSummary(perfFile, 40),
+          n.serverCpuMsPer1kDeliveries,
+        ),
+      );
     } catch (e) {
       profiles.push(`perf report failed for ${kind}: ${(e as Error).message}`);
     }
@@ -352,7 +373,14 @@ async function runPhase(
   return n;
 }
 
-async function runRound(kind: Kind, round: number, p: Params, ctx: BenchContext, signal: AbortSignal, profiles: string[]): Promise<RoundNumbers> {
+async function runRound(
+  kind: Kind,
+  round: number,
+  p: Params,
+  ctx: BenchContext,
+  signal: AbortSignal,
+  profiles: string[],
+): Promise<RoundNumbers> {
   const redis = await ctx.redis();
   const tag = Math.random().toString(36).slice(2, 8);
   ctx.log(`fanout/${kind} round ${round + 1}/${p.rounds}: starting ${p.servers} server processes`);
@@ -393,7 +421,9 @@ async function runRound(kind: Kind, round: number, p: Params, ctx: BenchContext,
       const r = (await c.emitWithAck('join-room', ROOM)) as { ok?: boolean; error?: unknown };
       if (!r?.ok) throw new Error(`receiver ${i}: join-room failed: ${JSON.stringify(r)}`);
     });
-    const senders = await connectMany(p.senders, p.senders, async (j) => SioClient.connect(cluster.servers[j % p.servers].url, { auth: await cluster.auth(`send-${j}`) }));
+    const senders = await connectMany(p.senders, p.senders, async (j) =>
+      SioClient.connect(cluster.servers[j % p.servers].url, { auth: await cluster.auth(`send-${j}`) }),
+    );
     clients.push(...senders);
     // Let the join announcements (joined, user-joined, presence) settle before measuring.
     const settleEnd = performance.now() + 15000;
@@ -438,10 +468,19 @@ function aggregate(rounds: PhaseNumbers[]): PhaseNumbers {
   const merge = (objs: any[], key?: string): any => {
     const first = objs[0];
     if (typeof first === 'number') return key && sumKeys.has(key) ? objs.reduce((a, b) => a + b, 0) : median(objs);
-    if (Array.isArray(first)) return key === 'ackErrorSamples' ? objs.flat().slice(0, 5) : first.map((_: unknown, i: number) => merge(objs.map((o) => o[i])));
+    if (Array.isArray(first))
+      return key === 'ackErrorSamples' ? objs.flat().slice(0, 5) : first.map((_: unknown, i: number) => merge(objs.map((o) => o[i])));
     if (first && typeof first === 'object') {
       const keys = new Set(objs.flatMap((o) => Object.keys(o)));
-      return Object.fromEntries([...keys].map((k) => [k, merge(objs.map((o) => o[k] ?? 0), k)]));
+      return Object.fromEntries(
+        [...keys].map((k) => [
+          k,
+          merge(
+            objs.map((o) => o[k] ?? 0),
+            k,
+          ),
+        ]),
+      );
     }
     return first;
   };
@@ -467,15 +506,35 @@ export const fanout: Benchmark = {
       { metric: 'saturated: deliveries/s', gateway: gs.deliveriesPerSec, bare: bs.deliveriesPerSec, target: { min: 0.9 } },
       // Wall-clock throughput on a shared machine depends on what else runs; CPU spent per delivery
       // does much less, so this row is the steadier estimate of relative capacity when CPU-bound.
-      { metric: 'saturated: deliveries per server CPU-second', gateway: 1e6 / gs.serverCpuMsPer1kDeliveries, bare: 1e6 / bs.serverCpuMsPer1kDeliveries, target: { min: 0.9 } },
+      {
+        metric: 'saturated: deliveries per server CPU-second',
+        gateway: 1e6 / gs.serverCpuMsPer1kDeliveries,
+        bare: 1e6 / bs.serverCpuMsPer1kDeliveries,
+        target: { min: 0.9 },
+      },
       { metric: 'saturated: messages/s acked', gateway: gs.messagesPerSec, bare: bs.messagesPerSec },
       { metric: 'saturated: latency p50 (ms)', gateway: gs.latencyMs.p50, bare: bs.latencyMs.p50, digits: 1 },
       { metric: 'saturated: latency p99 (ms)', gateway: gs.latencyMs.p99, bare: bs.latencyMs.p99, digits: 1 },
       { metric: 'saturated: ack RTT p50 (ms)', gateway: gs.ackRttMs.p50, bare: bs.ackRttMs.p50, digits: 2 },
-      { metric: 'saturated: server CPU ms / 1k deliveries', gateway: gs.serverCpuMsPer1kDeliveries, bare: bs.serverCpuMsPer1kDeliveries, digits: 2 },
+      {
+        metric: 'saturated: server CPU ms / 1k deliveries',
+        gateway: gs.serverCpuMsPer1kDeliveries,
+        bare: bs.serverCpuMsPer1kDeliveries,
+        digits: 2,
+      },
       { metric: '  of which user (JS) ms', gateway: gs.serverUserMsPer1kDeliveries, bare: bs.serverUserMsPer1kDeliveries, digits: 2 },
-      { metric: '  of which system (kernel) ms', gateway: gs.serverSystemMsPer1kDeliveries, bare: bs.serverSystemMsPer1kDeliveries, digits: 2 },
-      { metric: 'saturated: Redis commands / message', gateway: gs.redisCommandsPerMessageTotal, bare: bs.redisCommandsPerMessageTotal, digits: 2 },
+      {
+        metric: '  of which system (kernel) ms',
+        gateway: gs.serverSystemMsPer1kDeliveries,
+        bare: bs.serverSystemMsPer1kDeliveries,
+        digits: 2,
+      },
+      {
+        metric: 'saturated: Redis commands / message',
+        gateway: gs.redisCommandsPerMessageTotal,
+        bare: bs.redisCommandsPerMessageTotal,
+        digits: 2,
+      },
     ];
     let gp: PhaseNumbers | undefined;
     let bp: PhaseNumbers | undefined;
@@ -488,16 +547,41 @@ export const fanout: Benchmark = {
         { metric: `${pre} latency p50 (ms)`, gateway: gp.latencyMs.p50, bare: bp.latencyMs.p50, digits: 1 },
         { metric: `${pre} latency p90 (ms)`, gateway: gp.latencyMs.p90, bare: bp.latencyMs.p90, digits: 1 },
         { metric: `${pre} latency p99 (ms)`, gateway: gp.latencyMs.p99, bare: bp.latencyMs.p99, digits: 1 },
-        { metric: `${pre} server CPU ms / 1k deliveries`, gateway: gp.serverCpuMsPer1kDeliveries, bare: bp.serverCpuMsPer1kDeliveries, digits: 2 },
+        {
+          metric: `${pre} server CPU ms / 1k deliveries`,
+          gateway: gp.serverCpuMsPer1kDeliveries,
+          bare: bp.serverCpuMsPer1kDeliveries,
+          digits: 2,
+        },
       );
     }
     const all = (k: Kind) => [gs, bs, gp, bp].filter((x, i) => x && (i % 2 === 0) === (k === 'gateway')) as PhaseNumbers[];
     const sum = (k: Kind, f: (x: PhaseNumbers) => number) => all(k).reduce((a, x) => a + f(x), 0);
     rows.push(
-      { metric: 'all phases+rounds: expected deliveries', gateway: sum('gateway', (x) => x.expected), bare: sum('bare', (x) => x.expected), noRatio: true },
-      { metric: 'all phases+rounds: lost deliveries', gateway: sum('gateway', (x) => x.lost), bare: sum('bare', (x) => x.lost), noRatio: true },
-      { metric: 'all phases+rounds: duplicates', gateway: sum('gateway', (x) => x.duplicates), bare: sum('bare', (x) => x.duplicates), noRatio: true },
-      { metric: 'all phases+rounds: ack errors', gateway: sum('gateway', (x) => x.ackErrors), bare: sum('bare', (x) => x.ackErrors), noRatio: true },
+      {
+        metric: 'all phases+rounds: expected deliveries',
+        gateway: sum('gateway', (x) => x.expected),
+        bare: sum('bare', (x) => x.expected),
+        noRatio: true,
+      },
+      {
+        metric: 'all phases+rounds: lost deliveries',
+        gateway: sum('gateway', (x) => x.lost),
+        bare: sum('bare', (x) => x.lost),
+        noRatio: true,
+      },
+      {
+        metric: 'all phases+rounds: duplicates',
+        gateway: sum('gateway', (x) => x.duplicates),
+        bare: sum('bare', (x) => x.duplicates),
+        noRatio: true,
+      },
+      {
+        metric: 'all phases+rounds: ack errors',
+        gateway: sum('gateway', (x) => x.ackErrors),
+        bare: sum('bare', (x) => x.ackErrors),
+        noRatio: true,
+      },
     );
     const spread = (k: Kind) => {
       const xs = rounds[k].map((r) => r.phases.saturated!.deliveriesPerSec);
@@ -533,11 +617,23 @@ export const fanout: Benchmark = {
       if (v.unsent) notes.push(`${k}: ${v.unsent} messages not sent before BENCH_SEND_TIMEOUT_MS`);
       if (v.lost) notes.push(`${k}: ${v.lost} deliveries missing after the drain`);
     }
-    if (process.env.BENCH_GATEWAY_DIAG) notes.push(`DIAGNOSTIC RUN: gateway servers ran with ${process.env.BENCH_GATEWAY_DIAG} (BENCH_GATEWAY_DIAG, bench/diag-preload.ts); not the product`);
-    if (process.env.BENCH_BARE_FEATURES) notes.push(`DIAGNOSTIC RUN: bare servers ran with gateway features ${process.env.BENCH_BARE_FEATURES} (BENCH_BARE_FEATURES); not a bare baseline`);
+    if (process.env.BENCH_GATEWAY_DIAG)
+      notes.push(
+        `DIAGNOSTIC RUN: gateway servers ran with ${process.env.BENCH_GATEWAY_DIAG} (BENCH_GATEWAY_DIAG, bench/diag-preload.ts); not the product`,
+      );
+    if (process.env.BENCH_BARE_FEATURES)
+      notes.push(
+        `DIAGNOSTIC RUN: bare servers ran with gateway features ${process.env.BENCH_BARE_FEATURES} (BENCH_BARE_FEATURES); not a bare baseline`,
+      );
     if (process.env.BENCH_PERF === '1' && !p.perf) notes.push('BENCH_PERF=1 ignored: `perf` is not installed');
-    if (p.perf) notes.push('BENCH_PERF=1: round 1 servers ran with --perf-basic-prof under `perf record` (CPU-time samples) during the saturated phase');
-    if (p.profile) notes.push('BENCH_PROFILE=1: round 1 servers ran with the inspector and the V8 sampling profiler during the saturated phase; its numbers are lower than without');
+    if (p.perf)
+      notes.push(
+        'BENCH_PERF=1: round 1 servers ran with --perf-basic-prof under `perf record` (CPU-time samples) during the saturated phase',
+      );
+    if (p.profile)
+      notes.push(
+        'BENCH_PROFILE=1: round 1 servers ran with the inspector and the V8 sampling profiler during the saturated phase; its numbers are lower than without',
+      );
     return {
       title: `Fan-out (one room, ${p.servers} processes, Redis streams adapter)`,
       params: { ...p },

@@ -81,10 +81,19 @@ async function params(ctx: BenchContext, notes: string[]): Promise<Params> {
   const perAddress = 20000;
   const wanted = Math.ceil((connections + warmup) / perAddress);
   const sourceAddresses = wanted > 1 ? await usableSources(Math.min(wanted, 250)) : ['127.0.0.1'];
-  if (sourceAddresses.length < wanted) notes.push(`only ${sourceAddresses.length} loopback source addresses usable; ephemeral ports may run out`);
+  if (sourceAddresses.length < wanted)
+    notes.push(`only ${sourceAddresses.length} loopback source addresses usable; ephemeral ports may run out`);
   const order = (process.env.BENCH_ORDER ?? 'gateway,bare').split(',').map((s) => s.trim()) as Kind[];
   if (order.length !== 2 || !KINDS.every((k) => order.includes(k))) throw new Error('BENCH_ORDER must be "gateway,bare" or "bare,gateway"');
-  return { connections, requested, warmup, concurrency: envInt('BENCH_CONNECT_CONCURRENCY', 100, 1, 5000), sourceAddresses, order, heapDiff: process.env.BENCH_HEAP_DIFF === '1' };
+  return {
+    connections,
+    requested,
+    warmup,
+    concurrency: envInt('BENCH_CONNECT_CONCURRENCY', 100, 1, 5000),
+    sourceAddresses,
+    order,
+    heapDiff: process.env.BENCH_HEAP_DIFF === '1',
+  };
 }
 
 /** Waits until the process uses less than 3% of a core over 500 ms (bounded). */
@@ -129,7 +138,9 @@ async function runOne(kind: Kind, p: Params, ctx: BenchContext, signal: AbortSig
     let heapBefore: HeapCounts | undefined;
     if (p.heapDiff) heapBefore = aggregateHeap(await server.inspector!.heapSnapshot());
     const cmd0 = await commandCounts(redis.url);
-    ctx.log(`memory/${kind}: baseline RSS ${(before.rssKiB / 1024).toFixed(1)} MiB with ${p.warmup} warm-up connections; connecting ${p.connections} more`);
+    ctx.log(
+      `memory/${kind}: baseline RSS ${(before.rssKiB / 1024).toFixed(1)} MiB with ${p.warmup} warm-up connections; connecting ${p.connections} more`,
+    );
     const t0 = Date.now();
     clients.push(...(await connectMany(p.connections, p.concurrency, connect('idle', p.warmup))));
     const connectSeconds = (Date.now() - t0) / 1000;
@@ -138,7 +149,8 @@ async function runOne(kind: Kind, p: Params, ctx: BenchContext, signal: AbortSig
     const redisCommands = diffCounts(cmd0, await commandCounts(redis.url));
     const heapDiff = heapBefore ? diffHeap(heapBefore, aggregateHeap(await server.inspector!.heapSnapshot()), p.connections) : undefined;
     const open = clients.filter((c) => c.connected).length;
-    if (open !== p.connections + p.warmup) throw new Error(`memory/${kind}: only ${open} of ${p.connections + p.warmup} clients still connected at the sample`);
+    if (open !== p.connections + p.warmup)
+      throw new Error(`memory/${kind}: only ${open} of ${p.connections + p.warmup} clients still connected at the sample`);
     const r: MemoryNumbers = {
       connections: p.connections,
       before,
@@ -150,7 +162,9 @@ async function runOne(kind: Kind, p: Params, ctx: BenchContext, signal: AbortSig
       redisCommandsPerConnection: perUnit(redisCommands, p.connections),
       heapDiff,
     };
-    ctx.log(`memory/${kind}: RSS ${(after.rssKiB / 1024).toFixed(1)} MiB → ${r.rssKiBPerConnection.toFixed(2)} KiB/connection, heap ${r.heapKiBPerConnection.toFixed(2)} KiB/connection`);
+    ctx.log(
+      `memory/${kind}: RSS ${(after.rssKiB / 1024).toFixed(1)} MiB → ${r.rssKiBPerConnection.toFixed(2)} KiB/connection, heap ${r.heapKiBPerConnection.toFixed(2)} KiB/connection`,
+    );
     return r;
   } finally {
     for (const c of clients) c.terminate();
@@ -177,9 +191,24 @@ export const memory: Benchmark = {
       { metric: 'RSS per connection (KiB)', gateway: g.rssKiBPerConnection, bare: b.rssKiBPerConnection, digits: 2, target: { max: 1.2 } },
       { metric: 'V8 heap used per connection (KiB)', gateway: g.heapKiBPerConnection, bare: b.heapKiBPerConnection, digits: 2 },
       { metric: 'RSS baseline (MiB)', gateway: MiB(g.before.rssKiB), bare: MiB(b.before.rssKiB), digits: 1 },
-      { metric: `RSS with ${p.connections + p.warmup} connections (MiB)`, gateway: MiB(g.after.rssKiB), bare: MiB(b.after.rssKiB), digits: 1 },
-      { metric: 'V8 heap used baseline (MiB)', gateway: g.before.heapUsedBytes / 2 ** 20, bare: b.before.heapUsedBytes / 2 ** 20, digits: 1 },
-      { metric: `V8 heap used with ${p.connections + p.warmup} conns (MiB)`, gateway: g.after.heapUsedBytes / 2 ** 20, bare: b.after.heapUsedBytes / 2 ** 20, digits: 1 },
+      {
+        metric: `RSS with ${p.connections + p.warmup} connections (MiB)`,
+        gateway: MiB(g.after.rssKiB),
+        bare: MiB(b.after.rssKiB),
+        digits: 1,
+      },
+      {
+        metric: 'V8 heap used baseline (MiB)',
+        gateway: g.before.heapUsedBytes / 2 ** 20,
+        bare: b.before.heapUsedBytes / 2 ** 20,
+        digits: 1,
+      },
+      {
+        metric: `V8 heap used with ${p.connections + p.warmup} conns (MiB)`,
+        gateway: g.after.heapUsedBytes / 2 ** 20,
+        bare: b.after.heapUsedBytes / 2 ** 20,
+        digits: 1,
+      },
       { metric: 'connects/s (handshakes)', gateway: g.connectsPerSec, bare: b.connectsPerSec },
     ];
     notes.unshift(
@@ -192,9 +221,12 @@ export const memory: Benchmark = {
         .map(([k, v]) => `${k} ${v}`)
         .join(', ') || 'none';
     notes.push(`Redis commands per connection: gateway ${cmds(g)}; bare ${cmds(b)}`);
-    if (process.env.BENCH_GATEWAY_DIAG) notes.push(`DIAGNOSTIC RUN: gateway ran with ${process.env.BENCH_GATEWAY_DIAG} (BENCH_GATEWAY_DIAG); not the product`);
-    if (process.env.BENCH_BARE_FEATURES) notes.push(`DIAGNOSTIC RUN: bare ran with gateway features ${process.env.BENCH_BARE_FEATURES} (BENCH_BARE_FEATURES)`);
-    if (p.heapDiff) notes.push('BENCH_HEAP_DIFF=1: heap snapshots were taken (the "after" RSS includes what the first snapshot left behind)');
+    if (process.env.BENCH_GATEWAY_DIAG)
+      notes.push(`DIAGNOSTIC RUN: gateway ran with ${process.env.BENCH_GATEWAY_DIAG} (BENCH_GATEWAY_DIAG); not the product`);
+    if (process.env.BENCH_BARE_FEATURES)
+      notes.push(`DIAGNOSTIC RUN: bare ran with gateway features ${process.env.BENCH_BARE_FEATURES} (BENCH_BARE_FEATURES)`);
+    if (p.heapDiff)
+      notes.push('BENCH_HEAP_DIFF=1: heap snapshots were taken (the "after" RSS includes what the first snapshot left behind)');
     const extra = p.heapDiff
       ? (['gateway', 'bare'] as Kind[])
           .map((k) => (r[k].heapDiff ? formatHeapDiff(`Heap growth per connection, ${k}`, r[k].heapDiff!) : ''))

@@ -51,7 +51,6 @@ function params(): Params {
   };
 }
 
-
 function abortIf(signal: AbortSignal): void {
   if (signal.aborted) throw new Error('aborted (benchmark time bound reached)');
 }
@@ -73,7 +72,17 @@ async function pool(n: number, c: number, fn: (i: number) => Promise<unknown>, s
 
 interface Numbers {
   params: Params;
-  transitions: { connectMs: number; disconnectMs: number; sweepMs: number; onlinePerSec: number; disconnectsPerSec: number; offlinePerSec: number; transitionsPerSec: number; announced: number; expected: number };
+  transitions: {
+    connectMs: number;
+    disconnectMs: number;
+    sweepMs: number;
+    onlinePerSec: number;
+    disconnectsPerSec: number;
+    offlinePerSec: number;
+    transitionsPerSec: number;
+    announced: number;
+    expected: number;
+  };
   lookup: { gateway: Stats; bare: Stats; store: Stats; online: number; targetP99Ms: number; targetMet: boolean };
 }
 
@@ -92,7 +101,12 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers> {
     await waitReady(client);
     const store = new RedisPresence(client, keys, { streamMaxLen: 1_000_000 });
     const metrics = createMetrics(new Registry(), { defaults: false });
-    const presence = new Presence(store, io, { pod: `${prefix}-bench`, graceMs: 0, logger: createLogger('bench', 'silent', 'bench'), metrics });
+    const presence = new Presence(store, io, {
+      pod: `${prefix}-bench`,
+      graceMs: 0,
+      logger: createLogger('bench', 'silent', 'bench'),
+      metrics,
+    });
     const uid = (i: number) => `u${i}`;
     const sid = (i: number) => `s${i}`;
 
@@ -100,7 +114,12 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers> {
     ctx.log(`presence: ${p.users} users connect, disconnect, then one sweep (${p.concurrency} in flight)`);
     const connectMs = await pool(p.users, p.concurrency, (i) => presence.connected('/', uid(i), sid(i)), signal);
     const deadline = Date.now();
-    const disconnectMs = await pool(p.users, p.concurrency, (i) => presence.disconnected('/', uid(i), sid(i), `${prefix}-bench`, deadline), signal);
+    const disconnectMs = await pool(
+      p.users,
+      p.concurrency,
+      (i) => presence.disconnected('/', uid(i), sid(i), `${prefix}-bench`, deadline),
+      signal,
+    );
     const t0 = performance.now();
     const offline = await presence.sweep();
     const sweepMs = performance.now() - t0;
@@ -134,13 +153,22 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers> {
     // answering with one MGET of the same presence views (copied under its own prefix). They
     // alternate, one lookup each in turn, so that both see the same machine: its speed drifts.
     ctx.log('presence: starting a gateway and a bare Socket.IO server for the lookups through Socket.IO');
-    gw = await startCluster('gateway', 1, { redisUrl: redis.url, prefix, env: { PRESENCE_GRACE_MS: '60000', RATE_LIMIT_EVENTS_PER_SECOND: '0' } });
+    gw = await startCluster('gateway', 1, {
+      redisUrl: redis.url,
+      prefix,
+      env: { PRESENCE_GRACE_MS: '60000', RATE_LIMIT_EVENTS_PER_SECOND: '0' },
+    });
     bare = await startCluster('bare', 1, { redisUrl: redis.url, prefix: `${prefix}-bare` });
     const views = await client.mget(keys.presenceViews('/', ids));
     const bareViews = new Keys(`${prefix}-bare`).presenceViews('/', ids);
     await client.mset(bareViews.flatMap((k, i) => (views[i] ? [k, views[i] as string] : [])));
     const connect = async (c: Cluster) => {
-      const s = ioc(c.servers[0].url, { auth: await c.auth('bench-watcher'), transports: ['websocket'], reconnection: false, forceNew: true });
+      const s = ioc(c.servers[0].url, {
+        auth: await c.auth('bench-watcher'),
+        transports: ['websocket'],
+        reconnection: false,
+        forceNew: true,
+      });
       sockets.push(s);
       await new Promise<void>((resolve, reject) => {
         s.once('connect', () => resolve());
@@ -148,12 +176,19 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers> {
       });
       return s;
     };
-    const targets = [{ sock: await connect(gw), lat: [] as number[], online: 0 }, { sock: await connect(bare), lat: [] as number[], online: 0 }];
+    const targets = [
+      { sock: await connect(gw), lat: [] as number[], online: 0 },
+      { sock: await connect(bare), lat: [] as number[], online: 0 },
+    ];
     for (let i = 0; i < p.warmup + p.lookups; i++) {
       for (const t of i % 2 ? [...targets].reverse() : targets) {
         abortIf(signal);
         const s = performance.now();
-        const res = (await t.sock.timeout(5000).emitWithAck('get-presence', ids)) as { ok: boolean; users?: Array<{ status: string }>; error?: unknown };
+        const res = (await t.sock.timeout(5000).emitWithAck('get-presence', ids)) as {
+          ok: boolean;
+          users?: Array<{ status: string }>;
+          error?: unknown;
+        };
         const ms = performance.now() - s;
         if (!res.ok || res.users?.length !== ids.length) throw new Error(`get-presence failed: ${JSON.stringify(res).slice(0, 200)}`);
         if (i >= p.warmup) t.lat.push(ms);
@@ -163,7 +198,18 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers> {
     const [g, b] = targets;
     if (g.online !== b.online) throw new Error(`the gateway saw ${g.online} users online, bare Socket.IO ${b.online}`);
     const gateway = stats(g.lat);
-    return { params: p, transitions, lookup: { gateway, bare: stats(b.lat), store: stats(storeLat), online: g.online, targetP99Ms: TARGET_P99_MS, targetMet: gateway.p99 < TARGET_P99_MS } };
+    return {
+      params: p,
+      transitions,
+      lookup: {
+        gateway,
+        bare: stats(b.lat),
+        store: stats(storeLat),
+        online: g.online,
+        targetP99Ms: TARGET_P99_MS,
+        targetMet: gateway.p99 < TARGET_P99_MS,
+      },
+    };
   } finally {
     for (const s of sockets) s.disconnect();
     await gw?.stop();
@@ -201,16 +247,21 @@ function notes(n: Numbers): string[] {
   ];
 }
 
-
 export const presence: Benchmark = {
   name: 'presence',
-  description: 'presence transitions/s (service layer on one redis-server) and bulk get-presence latency for 1,000 users (gateway + socket.io-client, and raw store)',
+  description:
+    'presence transitions/s (service layer on one redis-server) and bulk get-presence latency for 1,000 users (gateway + socket.io-client, and raw store)',
   timeoutMs: 180000,
   async run(ctx, signal): Promise<BenchResult> {
     const n = await run(ctx, signal);
     const file = writeBenchJson(ctx, 'presence', n);
     ctx.log(`presence: numbers in ${path.relative(process.cwd(), file) || file}`);
-    return { title: 'Presence: transitions and bulk lookups (one redis-server)', params: { ...n.params }, rows: rows(n), notes: notes(n), data: { transitions: n.transitions, lookup: n.lookup } };
+    return {
+      title: 'Presence: transitions and bulk lookups (one redis-server)',
+      params: { ...n.params },
+      rows: rows(n),
+      notes: notes(n),
+      data: { transitions: n.transitions, lookup: n.lookup },
+    };
   },
 };
-

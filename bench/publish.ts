@@ -49,7 +49,6 @@ function params(): Params {
   };
 }
 
-
 function abortIf(signal: AbortSignal): void {
   if (signal.aborted) throw new Error('aborted (benchmark time bound reached)');
 }
@@ -58,7 +57,14 @@ function abortIf(signal: AbortSignal): void {
 function post(agent: http.Agent, port: number, body: string): Promise<number> {
   return new Promise((resolve) => {
     const req = http.request(
-      { host: '127.0.0.1', port, method: 'POST', path: '/api/v1/publish', agent, headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/api/v1/publish',
+        agent,
+        headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+      },
       (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode ?? 0));
@@ -123,9 +129,35 @@ async function startWorker(redisUrl: string, prefix: string): Promise<{ proc: Ma
 }
 
 interface Numbers {
-  throughput: { requests: number; accepted: number; failed: number; seconds: number; requestsPerSec: number; latencyMs: Stats; drainSeconds: number; drainedPerSec: number };
-  e2e: { messages: number; receivers: number; expected: number; unique: number; lost: number; duplicates: number; rate: number; latencyMs: Stats; publishErrors: number };
-  replay: { messages: number; appendSeconds: number; appendsPerSec: number; runs: Array<{ ms: number; toFirstBatchMs: number; batches: number; messages: number }>; medianMs: number; messagesPerSec: number };
+  throughput: {
+    requests: number;
+    accepted: number;
+    failed: number;
+    seconds: number;
+    requestsPerSec: number;
+    latencyMs: Stats;
+    drainSeconds: number;
+    drainedPerSec: number;
+  };
+  e2e: {
+    messages: number;
+    receivers: number;
+    expected: number;
+    unique: number;
+    lost: number;
+    duplicates: number;
+    rate: number;
+    latencyMs: Stats;
+    publishErrors: number;
+  };
+  replay: {
+    messages: number;
+    appendSeconds: number;
+    appendsPerSec: number;
+    runs: Array<{ ms: number; toFirstBatchMs: number; batches: number; messages: number }>;
+    medianMs: number;
+    messagesPerSec: number;
+  };
   cpuNote: string;
 }
 
@@ -134,7 +166,11 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers & { 
   const redis = await ctx.redis();
   const prefix = `bpub${Math.random().toString(36).slice(2, 8)}`;
   ctx.log(`publish: starting 2 gateways and 1 worker (prefix ${prefix})`);
-  const cluster: Cluster = await startCluster('gateway', 2, { redisUrl: redis.url, prefix, env: { API_KEYS: API_KEY, INBOX_MAX_LEN: String(Math.max(1000, p.replayMessages * 2)) } });
+  const cluster: Cluster = await startCluster('gateway', 2, {
+    redisUrl: redis.url,
+    prefix,
+    env: { API_KEYS: API_KEY, INBOX_MAX_LEN: String(Math.max(1000, p.replayMessages * 2)) },
+  });
   const clients: SioClient[] = [];
   let worker: Awaited<ReturnType<typeof startWorker>> | undefined;
   const agent = new http.Agent({ keepAlive: true, maxSockets: p.connections });
@@ -147,7 +183,11 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers & { 
     ctx.log(`publish: ${p.requests} requests from ${p.connections} keep-alive connections to one gateway`);
     // warm-up: connections open, code paths compiled
     const warmups = p.connections * 4;
-    const warmAccepted = (await Promise.all(Array.from({ length: warmups }, () => post(agent, gw[0].port, JSON.stringify({ room: 'bench-nobody', event: 'warm', data: pad }))))).filter((s) => s === 202).length;
+    const warmAccepted = (
+      await Promise.all(
+        Array.from({ length: warmups }, () => post(agent, gw[0].port, JSON.stringify({ room: 'bench-nobody', event: 'warm', data: pad }))),
+      )
+    ).filter((s) => s === 202).length;
     if (warmAccepted !== warmups) throw new Error(`warm-up: ${warmups - warmAccepted} publishes refused`);
     const warmEnd0 = Date.now() + 20000;
     while ((await metric(worker.metricsPort, 'realtime_outbox_deliveries_total')) < warmups && Date.now() < warmEnd0) await sleep(20);
@@ -173,11 +213,23 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers & { 
     abortIf(signal);
     // the worker drains what was accepted (it started during the send)
     const drainEnd = Date.now() + 60000;
-    while ((await metric(worker.metricsPort, 'realtime_outbox_deliveries_total')) - delivered0 < accepted && Date.now() < drainEnd) await sleep(20);
+    while ((await metric(worker.metricsPort, 'realtime_outbox_deliveries_total')) - delivered0 < accepted && Date.now() < drainEnd)
+      await sleep(20);
     const drainSeconds = (performance.now() - t0) / 1000;
     const drained = (await metric(worker.metricsPort, 'realtime_outbox_deliveries_total')) - delivered0;
-    const throughput = { requests: p.requests, accepted, failed, seconds, requestsPerSec: accepted / seconds, latencyMs: stats(lat), drainSeconds, drainedPerSec: drained / drainSeconds };
-    ctx.log(`publish: ${Math.round(throughput.requestsPerSec)} req/s, p50 ${throughput.latencyMs.p50.toFixed(2)} ms, p99 ${throughput.latencyMs.p99.toFixed(2)} ms; worker drained ${drained} in ${drainSeconds.toFixed(2)} s`);
+    const throughput = {
+      requests: p.requests,
+      accepted,
+      failed,
+      seconds,
+      requestsPerSec: accepted / seconds,
+      latencyMs: stats(lat),
+      drainSeconds,
+      drainedPerSec: drained / drainSeconds,
+    };
+    ctx.log(
+      `publish: ${Math.round(throughput.requestsPerSec)} req/s, p50 ${throughput.latencyMs.p50.toFixed(2)} ms, p99 ${throughput.latencyMs.p99.toFixed(2)} ms; worker drained ${drained} in ${drainSeconds.toFixed(2)} s`,
+    );
 
     // --- 2. end-to-end latency to a room across 2 gateways ---
     ctx.log(`publish: ${p.receivers} receivers in one room over 2 gateways; ${p.e2eMessages} publishes at ${p.e2eRate}/s`);
@@ -212,7 +264,8 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers & { 
       if (!r?.ok) throw new Error(`join-room failed: ${JSON.stringify(r)}`);
     }
     // warm-up: every receiver on both gateways is reachable
-    for (let w = 0; w < 20; w++) await post(agent, gw[w % 2].port, JSON.stringify({ room: 'bench-e2e', event: 'e2e', data: { s: -1, t: performance.now() } }));
+    for (let w = 0; w < 20; w++)
+      await post(agent, gw[w % 2].port, JSON.stringify({ room: 'bench-e2e', event: 'e2e', data: { s: -1, t: performance.now() } }));
     const warmEnd = Date.now() + 20000;
     while (warm < 20 * R && Date.now() < warmEnd) await sleep(20);
     if (warm < 20 * R) throw new Error(`warm-up: ${warm} of ${20 * R} deliveries (is the worker delivering?)`);
@@ -224,7 +277,11 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers & { 
     for (let s = 0; s < M && !signal.aborted; s++) {
       const wait = start + s * interval - performance.now();
       if (wait > 1) await sleep(wait);
-      const pr = post(agent, gw[s % 2].port, JSON.stringify({ room: 'bench-e2e', event: 'e2e', data: { s, t: performance.now(), p: pad } })).then((st) => {
+      const pr = post(
+        agent,
+        gw[s % 2].port,
+        JSON.stringify({ room: 'bench-e2e', event: 'e2e', data: { s, t: performance.now(), p: pad } }),
+      ).then((st) => {
         if (st !== 202) publishErrors++;
       });
       inflight.add(pr);
@@ -243,8 +300,20 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers & { 
         quietSince = Date.now();
       } else if (Date.now() - quietSince > 5000) break;
     }
-    const e2e = { messages: M, receivers: R, expected, unique, lost: expected - unique, duplicates, rate: p.e2eRate, latencyMs: stats(e2eLat), publishErrors };
-    ctx.log(`publish: e2e p50 ${e2e.latencyMs.p50.toFixed(1)} ms, p99 ${e2e.latencyMs.p99.toFixed(1)} ms, ${unique}/${expected} deliveries`);
+    const e2e = {
+      messages: M,
+      receivers: R,
+      expected,
+      unique,
+      lost: expected - unique,
+      duplicates,
+      rate: p.e2eRate,
+      latencyMs: stats(e2eLat),
+      publishErrors,
+    };
+    ctx.log(
+      `publish: e2e p50 ${e2e.latencyMs.p50.toFixed(1)} ms, p99 ${e2e.latencyMs.p99.toFixed(1)} ms, ${unique}/${expected} deliveries`,
+    );
     for (const c of receivers) c.terminate();
     abortIf(signal);
 
@@ -261,7 +330,9 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers & { 
       Array.from({ length: p.sendWindow }, async () => {
         while (sent < N && !signal.aborted) {
           const i = sent++;
-          const r = (await sender.emitWithAck('direct-message', { toUserId: target, text: `queued ${i}`, data: { i, p: pad } })) as { ok?: boolean };
+          const r = (await sender.emitWithAck('direct-message', { toUserId: target, text: `queued ${i}`, data: { i, p: pad } })) as {
+            ok?: boolean;
+          };
           if (!r?.ok) appendErrors++;
         }
       }),
@@ -298,7 +369,13 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers & { 
     }
     const medianMs = [...runs.map((r) => r.ms)].sort((x, y) => x - y)[Math.floor(runs.length / 2)];
     const replay = { messages: N, appendSeconds, appendsPerSec: N / appendSeconds, runs, medianMs, messagesPerSec: N / (medianMs / 1000) };
-    return { params: p, throughput, e2e, replay, cpuNote: `${ctx.machine.cores} cores shared by the client, 2 gateways, 1 worker and Redis` };
+    return {
+      params: p,
+      throughput,
+      e2e,
+      replay,
+      cpuNote: `${ctx.machine.cores} cores shared by the client, 2 gateways, 1 worker and Redis`,
+    };
   } finally {
     agent.destroy();
     for (const c of clients) c.terminate();
@@ -339,7 +416,6 @@ function notes(n: Numbers & { params: Params }): string[] {
   ];
 }
 
-
 export const publish: Benchmark = {
   name: 'publish',
   description: 'publish API req/s, end-to-end publish → room latency over 2 gateways + worker, inbox replay of 10,000 messages',
@@ -348,7 +424,12 @@ export const publish: Benchmark = {
     const n = await run(ctx, signal);
     const file = writeBenchJson(ctx, 'publish', n);
     ctx.log(`publish: numbers in ${path.relative(process.cwd(), file) || file}`);
-    return { title: 'Publish API, outbox delivery and inbox replay (2 gateways, 1 worker)', params: { ...n.params }, rows: rows(n), notes: notes(n), data: { throughput: n.throughput, e2e: n.e2e, replay: n.replay } };
+    return {
+      title: 'Publish API, outbox delivery and inbox replay (2 gateways, 1 worker)',
+      params: { ...n.params },
+      rows: rows(n),
+      notes: notes(n),
+      data: { throughput: n.throughput, e2e: n.e2e, replay: n.replay },
+    };
   },
 };
-

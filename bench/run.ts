@@ -45,7 +45,12 @@ function machine(): MachineInfo {
 function gitState(): { commit: string | null; dirty: boolean | null } {
   try {
     const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() !== '';
+    const dirty =
+      execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim() !== '';
     return { commit, dirty };
   } catch {
     return { commit: null, dirty: null };
@@ -59,13 +64,15 @@ function select(): Benchmark[] {
     .filter(Boolean);
   if (!only.length) return REGISTRY;
   const unknown = only.filter((n) => !REGISTRY.some((b) => b.name === n));
-  if (unknown.length) throw new Error(`BENCH_ONLY: unknown benchmark(s) ${unknown.join(', ')}; known: ${REGISTRY.map((b) => b.name).join(', ')}`);
+  if (unknown.length)
+    throw new Error(`BENCH_ONLY: unknown benchmark(s) ${unknown.join(', ')}; known: ${REGISTRY.map((b) => b.name).join(', ')}`);
   return REGISTRY.filter((b) => only.includes(b.name));
 }
 
 async function runBounded(b: Benchmark, ctx: BenchContext): Promise<BenchResult> {
   const limit = process.env.BENCH_TIMEOUT_MS ? Number(process.env.BENCH_TIMEOUT_MS) : b.timeoutMs;
-  if (!Number.isFinite(limit) || limit <= 0) throw new Error(`BENCH_TIMEOUT_MS must be a positive number of milliseconds, got "${process.env.BENCH_TIMEOUT_MS}"`);
+  if (!Number.isFinite(limit) || limit <= 0)
+    throw new Error(`BENCH_TIMEOUT_MS must be a positive number of milliseconds, got "${process.env.BENCH_TIMEOUT_MS}"`);
   const ac = new AbortController();
   let timer: NodeJS.Timeout | undefined;
   const work = b.run(ctx, ac.signal);
@@ -105,7 +112,9 @@ async function main(): Promise<number> {
       `ulimit -n ${m.openFilesLimit ?? 'unlimited'}, load average ${m.loadavg.join(' ')}\n`,
   );
   if (m.loadavg[0] > m.cores * 0.5) {
-    process.stdout.write(`WARNING: the machine is already busy (1-min load ${m.loadavg[0]} on ${m.cores} cores): throughput and latency will be noisy; CPU ms per delivery is the steadier comparison\n`);
+    process.stdout.write(
+      `WARNING: the machine is already busy (1-min load ${m.loadavg[0]} on ${m.cores} cores): throughput and latency will be noisy; CPU ms per delivery is the steadier comparison\n`,
+    );
   }
   const results: Record<string, unknown> = {};
   const verdicts: string[] = [];
@@ -123,7 +132,9 @@ async function main(): Promise<number> {
         results[b.name] = { title: r.title, seconds, params: r.params, table: rowsJson(r.rows), notes: r.notes ?? [], data: r.data };
         for (const row of r.rows.filter((x) => x.target)) {
           const want = row.target!.min !== undefined ? `>= ${row.target!.min}` : `<= ${row.target!.max}`;
-          verdicts.push(`${b.name}: ${row.metric.trim()} gateway/bare = ${ratio(row.gateway, row.bare).toFixed(2)} (target ${want}) ${targetMet(row) ? 'PASS' : 'FAIL'}`);
+          verdicts.push(
+            `${b.name}: ${row.metric.trim()} gateway/bare = ${ratio(row.gateway, row.bare).toFixed(2)} (target ${want}) ${targetMet(row) ? 'PASS' : 'FAIL'}`,
+          );
         }
       } catch (e) {
         failed++;
@@ -156,7 +167,9 @@ async function main(): Promise<number> {
   if (verdicts.length) process.stdout.write(`\nTargets:\n${verdicts.map((v) => `  ${v}`).join('\n')}\n`);
   const left = stillRunning();
   if (left.length) process.stdout.write(`WARNING: processes still running: ${left.join(', ')}\n`);
-  process.stdout.write(`\nTotal ${seconds.toFixed(1)} s (load average at the end ${loadEnd.join(' ')}); results in ${path.relative(process.cwd(), file) || file}\n`);
+  process.stdout.write(
+    `\nTotal ${seconds.toFixed(1)} s (load average at the end ${loadEnd.join(' ')}); results in ${path.relative(process.cwd(), file) || file}\n`,
+  );
   return failed ? 1 : 0;
 }
 

@@ -15,4 +15,10 @@ new SignJWT(claims)
   .setIssuedAt()
   .setExpirationTime('24h')
   .sign(new TextEncoder().encode(secret))
-  .then((t) => console.log(t), (e) => { console.error(e.message); process.exit(1); });
+  .then(
+    (t) => console.log(t),
+    (e) => {
+      console.error(e.message);
+      process.exit(1);
+    },
+  );

@@ -139,7 +139,20 @@ function variables() {
   });
   return {
     list: [
-      { name: 'datasource', label: 'Data source', type: 'datasource', query: 'prometheus', current: {}, options: [], refresh: 1, regex: '', hide: 0, includeAll: false, multi: false, skipUrlSync: false },
+      {
+        name: 'datasource',
+        label: 'Data source',
+        type: 'datasource',
+        query: 'prometheus',
+        current: {},
+        options: [],
+        refresh: 1,
+        regex: '',
+        hide: 0,
+        includeAll: false,
+        multi: false,
+        skipUrlSync: false,
+      },
       q('namespace', 'Namespace', 'label_values(realtime_process_ready, namespace)'),
       q('pod', 'Pod', 'label_values(realtime_process_ready{namespace=~"$namespace"}, pod)'),
     ],
@@ -178,7 +191,18 @@ function dashboard(uid, title, description, panels) {
       ],
     },
     links: [
-      { type: 'dashboards', title: 'Realtime gateway', tags: ['realtime-gateway'], asDropdown: true, includeVars: true, keepTime: true, icon: 'external link', targetBlank: false, tooltip: '', url: '' },
+      {
+        type: 'dashboards',
+        title: 'Realtime gateway',
+        tags: ['realtime-gateway'],
+        asDropdown: true,
+        includeVars: true,
+        keepTime: true,
+        icon: 'external link',
+        targetBlank: false,
+        tooltip: '',
+        url: '',
+      },
     ],
     templating: variables(),
     panels,
@@ -194,123 +218,428 @@ function reset() {
 
 // ---------------------------------------------------------------- overview
 reset();
-const overview = dashboard('rtg-overview', 'Realtime gateway / Overview', 'Traffic, latency, errors and saturation of the realtime gateway (Socket.IO + Redis): the first dashboard to open.', [
-  row('Traffic'),
-  ts('Connections by Socket.IO namespace', 'Connected sockets (realtime_gateway_connections), summed over the selected gateway pods, by Socket.IO namespace: `/`, `/admin`, or `workspace` for every workspace namespace. The label is exposed as `namespace` and renamed `nsp` by the scrape (it collides with the Kubernetes namespace).', 'short', [[`sum by (nsp) (realtime_gateway_connections${sel()})`, '{{nsp}}']]),
-  ts('Connections per pod', 'Connected sockets per gateway pod: an uneven spread points at the ingress affinity or at a pod that was just added.', 'short', [[`sum by (pod) (realtime_gateway_connections${sel()})`, '{{pod}}']]),
-  stat('Online users', 'Users with at least one connected socket on any pod (all Socket.IO namespaces), as counted by the workers from Redis presence.', 'short', [[`sum(max by (namespace) (realtime_presence_online_users${sel()}))`, 'online']]),
-  stat('Ready pods', 'Gateway and worker processes whose /readyz answers 200 (realtime_process_ready).', 'short', [[`sum(realtime_process_ready${sel()})`, 'ready']], { steps: [{ color: 'red', value: null }, { color: 'green', value: 1 }] }),
-  ts('Connects by namespace and recovery', 'Accepted connections per second by Socket.IO namespace; `recovered="true"` are reconnects whose session (rooms, missed messages) was restored.', 'cps', [[`sum by (nsp, recovered) (${rate('realtime_gateway_connects_total')})`, '{{nsp}} recovered={{recovered}}']], { w: 12 }),
-  ts('Disconnects by reason', 'Socket disconnections per second by Socket.IO reason (`transport close`, `client namespace disconnect`, `ping timeout`, `server shutting down`, ...). A burst of `transport close` at once means a pod or the ingress dropped connections.', 'cps', [[`sum by (reason) (${rate('realtime_gateway_disconnects_total')})`, '{{reason}}']], { w: 12 }),
-  ts('Client events by event and outcome', 'Client events per second by event name and outcome: `ok`, an error code (`bad_request`, `forbidden`, `rate_limited`, `unavailable`, ...), or `no_ack`. Unknown event names are counted as `unknown`.', 'eps', [[`sum by (event, outcome) (${rate('realtime_gateway_events_received_total')})`, '{{event}} {{outcome}}']], { w: 12 }),
-  ts('Messages published by kind', 'Messages accepted from clients per second: `room` messages and `direct` messages.', 'mps', [[`sum by (kind) (${rate('realtime_gateway_messages_published_total')})`, '{{kind}}']], { w: 12 }),
-  ts('Packets sent per pod', 'Packets written to sockets per second after fan-out (one room message to 1000 members is 1000 packets).', 'pps', [[`sum by (pod) (${rate('realtime_gateway_packets_sent_total')})`, '{{pod}}']], { w: 12 }),
-  ts('Publish API requests by status', 'POST /api/v1/publish requests per second by HTTP status (202 accepted, 400 bad input, 401 bad key, 413 too large, 503 Redis down), gateways and workers.', 'reqps', [[`sum by (status) (${rate('realtime_api_publish_requests_total')})`, '{{status}}']], { w: 12 }),
-  row('Latency'),
-  ts('Event duration p50 / p99 by event', 'Time to answer a client event (ack sent), from realtime_gateway_event_duration_seconds, by event name.', 's', [
-    [`histogram_quantile(0.5, sum by (le, event) (${rate('realtime_gateway_event_duration_seconds_bucket')}))`, 'p50 {{event}}'],
-    [`histogram_quantile(0.99, sum by (le, event) (${rate('realtime_gateway_event_duration_seconds_bucket')}))`, 'p99 {{event}}'],
-  ], { w: 12 }),
-  ts('Delivery latency p50 / p99 by kind', 'From a message timestamp (client emit or backend publish) to the socket write on the receiving pod, by kind (realtime_gateway_delivery_latency_seconds). Alert: RealtimeDeliveryLatencyHigh (p99 > 1 s for 10 min).', 's', [
-    [`histogram_quantile(0.5, sum by (le, kind) (${rate('realtime_gateway_delivery_latency_seconds_bucket')}))`, 'p50 {{kind}}'],
-    [`histogram_quantile(0.99, sum by (le, kind) (${rate('realtime_gateway_delivery_latency_seconds_bucket')}))`, 'p99 {{kind}}'],
-  ], { w: 12 }),
-  row('Errors'),
-  ts('Error answers by code', 'Acks answered `{ ok: false }` per second by error code. `unavailable` means Redis is down; `internal` is a bug (the pod logs the stack).', 'eps', [[`sum by (code) (${rate('realtime_gateway_errors_total')})`, '{{code}}']], { w: 6 }),
-  ts('Refused handshakes by reason', 'Connections refused per second by reason: `missing_credentials`, `invalid_token`, `expired`, `bad_claims`, `workspace`, `role`, `rate_limited`, `overloaded`, ...', 'cps', [[`sum by (reason) (${rate('realtime_gateway_auth_failures_total')})`, '{{reason}}']], { w: 6 }),
-  ts('Rate limited by scope', 'Client events (`event`, per-socket token bucket) and handshakes (`connect`, per client address) refused by a rate limit, per second.', 'eps', [[`sum by (scope) (${rate('realtime_gateway_rate_limited_total')})`, '{{scope}}']], { w: 6 }),
-  ts('Events dropped without an answer', 'Client events dropped because there was no ack to answer on, per second, by reason (`no_ack`, `unknown_event`, `rate_limited`).', 'eps', [[`sum by (reason) (${rate('realtime_gateway_events_dropped_total')})`, '{{reason}}']], { w: 6 }),
-  row('Saturation (per pod)'),
-  ts('CPU per pod', 'CPU time used per second (1 = one full core), from prom-client process_cpu_seconds_total.', 'percentunit', [[`sum by (pod) (${rate('process_cpu_seconds_total')})`, '{{pod}}']], { w: 6 }),
-  ts('Resident memory per pod', 'Resident set size of each process (process_resident_memory_bytes).', 'bytes', [[`sum by (pod) (process_resident_memory_bytes${sel()})`, '{{pod}}']], { w: 6 }),
-  ts('Event loop lag p99 per pod', 'p99 event loop delay per process (prom-client nodejs_eventloop_lag_p99_seconds): every event, ack and heartbeat waits that long. Alert: RealtimeEventLoopLagHigh (> 200 ms for 5 min).', 's', [[`max by (pod) (nodejs_eventloop_lag_p99_seconds${sel()})`, '{{pod}}']], { w: 6 }),
-  ts('Slow consumers per pod', 'Backpressure per second: volatile packets dropped above OUTBOUND_BUFFER_SOFT_BYTES, sockets cut above OUTBOUND_BUFFER_MAX_BYTES (they reconnect and recover), and volatile packets dropped because the transport was not writable.', 'cps', [
-    [`sum by (pod) (${rate('realtime_gateway_slow_consumer_drops_total')})`, '{{pod}} volatile dropped (soft mark)'],
-    [`sum by (pod) (${rate('realtime_gateway_slow_consumer_disconnects_total')})`, '{{pod}} sockets cut (hard mark)'],
-    [`sum by (pod) (${rate('realtime_gateway_volatile_drops_total')})`, '{{pod}} volatile dropped (not writable)'],
-  ], { w: 6 }),
-]);
+const overview = dashboard(
+  'rtg-overview',
+  'Realtime gateway / Overview',
+  'Traffic, latency, errors and saturation of the realtime gateway (Socket.IO + Redis): the first dashboard to open.',
+  [
+    row('Traffic'),
+    ts(
+      'Connections by Socket.IO namespace',
+      'Connected sockets (realtime_gateway_connections), summed over the selected gateway pods, by Socket.IO namespace: `/`, `/admin`, or `workspace` for every workspace namespace. The label is exposed as `namespace` and renamed `nsp` by the scrape (it collides with the Kubernetes namespace).',
+      'short',
+      [[`sum by (nsp) (realtime_gateway_connections${sel()})`, '{{nsp}}']],
+    ),
+    ts(
+      'Connections per pod',
+      'Connected sockets per gateway pod: an uneven spread points at the ingress affinity or at a pod that was just added.',
+      'short',
+      [[`sum by (pod) (realtime_gateway_connections${sel()})`, '{{pod}}']],
+    ),
+    stat(
+      'Online users',
+      'Users with at least one connected socket on any pod (all Socket.IO namespaces), as counted by the workers from Redis presence.',
+      'short',
+      [[`sum(max by (namespace) (realtime_presence_online_users${sel()}))`, 'online']],
+    ),
+    stat(
+      'Ready pods',
+      'Gateway and worker processes whose /readyz answers 200 (realtime_process_ready).',
+      'short',
+      [[`sum(realtime_process_ready${sel()})`, 'ready']],
+      {
+        steps: [
+          { color: 'red', value: null },
+          { color: 'green', value: 1 },
+        ],
+      },
+    ),
+    ts(
+      'Connects by namespace and recovery',
+      'Accepted connections per second by Socket.IO namespace; `recovered="true"` are reconnects whose session (rooms, missed messages) was restored.',
+      'cps',
+      [[`sum by (nsp, recovered) (${rate('realtime_gateway_connects_total')})`, '{{nsp}} recovered={{recovered}}']],
+      { w: 12 },
+    ),
+    ts(
+      'Disconnects by reason',
+      'Socket disconnections per second by Socket.IO reason (`transport close`, `client namespace disconnect`, `ping timeout`, `server shutting down`, ...). A burst of `transport close` at once means a pod or the ingress dropped connections.',
+      'cps',
+      [[`sum by (reason) (${rate('realtime_gateway_disconnects_total')})`, '{{reason}}']],
+      { w: 12 },
+    ),
+    ts(
+      'Client events by event and outcome',
+      'Client events per second by event name and outcome: `ok`, an error code (`bad_request`, `forbidden`, `rate_limited`, `unavailable`, ...), or `no_ack`. Unknown event names are counted as `unknown`.',
+      'eps',
+      [[`sum by (event, outcome) (${rate('realtime_gateway_events_received_total')})`, '{{event}} {{outcome}}']],
+      { w: 12 },
+    ),
+    ts(
+      'Messages published by kind',
+      'Messages accepted from clients per second: `room` messages and `direct` messages.',
+      'mps',
+      [[`sum by (kind) (${rate('realtime_gateway_messages_published_total')})`, '{{kind}}']],
+      { w: 12 },
+    ),
+    ts(
+      'Packets sent per pod',
+      'Packets written to sockets per second after fan-out (one room message to 1000 members is 1000 packets).',
+      'pps',
+      [[`sum by (pod) (${rate('realtime_gateway_packets_sent_total')})`, '{{pod}}']],
+      { w: 12 },
+    ),
+    ts(
+      'Publish API requests by status',
+      'POST /api/v1/publish requests per second by HTTP status (202 accepted, 400 bad input, 401 bad key, 413 too large, 503 Redis down), gateways and workers.',
+      'reqps',
+      [[`sum by (status) (${rate('realtime_api_publish_requests_total')})`, '{{status}}']],
+      { w: 12 },
+    ),
+    row('Latency'),
+    ts(
+      'Event duration p50 / p99 by event',
+      'Time to answer a client event (ack sent), from realtime_gateway_event_duration_seconds, by event name.',
+      's',
+      [
+        [`histogram_quantile(0.5, sum by (le, event) (${rate('realtime_gateway_event_duration_seconds_bucket')}))`, 'p50 {{event}}'],
+        [`histogram_quantile(0.99, sum by (le, event) (${rate('realtime_gateway_event_duration_seconds_bucket')}))`, 'p99 {{event}}'],
+      ],
+      { w: 12 },
+    ),
+    ts(
+      'Delivery latency p50 / p99 by kind',
+      'From a message timestamp (client emit or backend publish) to the socket write on the receiving pod, by kind (realtime_gateway_delivery_latency_seconds). Alert: RealtimeDeliveryLatencyHigh (p99 > 1 s for 10 min).',
+      's',
+      [
+        [`histogram_quantile(0.5, sum by (le, kind) (${rate('realtime_gateway_delivery_latency_seconds_bucket')}))`, 'p50 {{kind}}'],
+        [`histogram_quantile(0.99, sum by (le, kind) (${rate('realtime_gateway_delivery_latency_seconds_bucket')}))`, 'p99 {{kind}}'],
+      ],
+      { w: 12 },
+    ),
+    row('Errors'),
+    ts(
+      'Error answers by code',
+      'Acks answered `{ ok: false }` per second by error code. `unavailable` means Redis is down; `internal` is a bug (the pod logs the stack).',
+      'eps',
+      [[`sum by (code) (${rate('realtime_gateway_errors_total')})`, '{{code}}']],
+      { w: 6 },
+    ),
+    ts(
+      'Refused handshakes by reason',
+      'Connections refused per second by reason: `missing_credentials`, `invalid_token`, `expired`, `bad_claims`, `workspace`, `role`, `rate_limited`, `overloaded`, ...',
+      'cps',
+      [[`sum by (reason) (${rate('realtime_gateway_auth_failures_total')})`, '{{reason}}']],
+      { w: 6 },
+    ),
+    ts(
+      'Rate limited by scope',
+      'Client events (`event`, per-socket token bucket) and handshakes (`connect`, per client address) refused by a rate limit, per second.',
+      'eps',
+      [[`sum by (scope) (${rate('realtime_gateway_rate_limited_total')})`, '{{scope}}']],
+      { w: 6 },
+    ),
+    ts(
+      'Events dropped without an answer',
+      'Client events dropped because there was no ack to answer on, per second, by reason (`no_ack`, `unknown_event`, `rate_limited`).',
+      'eps',
+      [[`sum by (reason) (${rate('realtime_gateway_events_dropped_total')})`, '{{reason}}']],
+      { w: 6 },
+    ),
+    row('Saturation (per pod)'),
+    ts(
+      'CPU per pod',
+      'CPU time used per second (1 = one full core), from prom-client process_cpu_seconds_total.',
+      'percentunit',
+      [[`sum by (pod) (${rate('process_cpu_seconds_total')})`, '{{pod}}']],
+      { w: 6 },
+    ),
+    ts(
+      'Resident memory per pod',
+      'Resident set size of each process (process_resident_memory_bytes).',
+      'bytes',
+      [[`sum by (pod) (process_resident_memory_bytes${sel()})`, '{{pod}}']],
+      { w: 6 },
+    ),
+    ts(
+      'Event loop lag p99 per pod',
+      'p99 event loop delay per process (prom-client nodejs_eventloop_lag_p99_seconds): every event, ack and heartbeat waits that long. Alert: RealtimeEventLoopLagHigh (> 200 ms for 5 min).',
+      's',
+      [[`max by (pod) (nodejs_eventloop_lag_p99_seconds${sel()})`, '{{pod}}']],
+      { w: 6 },
+    ),
+    ts(
+      'Slow consumers per pod',
+      'Backpressure per second: volatile packets dropped above OUTBOUND_BUFFER_SOFT_BYTES, sockets cut above OUTBOUND_BUFFER_MAX_BYTES (they reconnect and recover), and volatile packets dropped because the transport was not writable.',
+      'cps',
+      [
+        [`sum by (pod) (${rate('realtime_gateway_slow_consumer_drops_total')})`, '{{pod}} volatile dropped (soft mark)'],
+        [`sum by (pod) (${rate('realtime_gateway_slow_consumer_disconnects_total')})`, '{{pod}} sockets cut (hard mark)'],
+        [`sum by (pod) (${rate('realtime_gateway_volatile_drops_total')})`, '{{pod}} volatile dropped (not writable)'],
+      ],
+      { w: 6 },
+    ),
+  ],
+);
 
 // ---------------------------------------------------------------- delivery
 reset();
-const delivery = dashboard('rtg-delivery', 'Realtime gateway / Delivery and queues', 'Backend publishes through the Redis outbox, dead letters, durable inboxes, connection state recovery and presence.', [
-  row('Outbox (backend publishes)'),
-  ts('Outbox stream', 'Entries in the outbox stream (undelivered or in flight), entries not yet read by the worker consumer group (lag) and entries read but not acknowledged (pending). Every worker reports the same cluster-wide values (max is shown). Alert: RealtimeOutboxLagGrowing.', 'short', [
-    [`max by (namespace) (realtime_outbox_length${sel()})`, '{{namespace}} length'],
-    [`max by (namespace) (realtime_outbox_lag${sel()})`, '{{namespace}} lag (unread)'],
-    [`max by (namespace) (realtime_outbox_pending${sel()})`, '{{namespace}} pending (unacked)'],
-  ]),
-  ts('Oldest pending entry age', 'Age of the oldest read-but-unacknowledged outbox entry. Above WORKER_VISIBILITY_TIMEOUT_MS it is claimed by another worker; it keeps growing while deliveries fail.', 's', [[`max by (namespace) (realtime_outbox_oldest_pending_age_seconds${sel()})`, '{{namespace}}']]),
-  ts('Deliveries by target', 'Backend publishes delivered per second by target kind: `all` (the whole namespace), `rooms`, `user` (inbox + live).', 'ops', [[`sum by (target) (${rate('realtime_outbox_deliveries_total')})`, '{{target}}']]),
-  ts('Delivery failures', 'Outbox delivery attempts that failed per second, per worker; the entry stays pending and is retried after the visibility timeout.', 'ops', [[`sum by (pod) (${rate('realtime_outbox_delivery_failures_total')})`, '{{pod}}']]),
-  ts('Dead letters', 'Outbox entries moved to the dead-letter stream after WORKER_MAX_ATTEMPTS failed deliveries, per interval: these publishes were not delivered. Alert: RealtimeOutboxDeadLetters.', 'short', [[`sum by (namespace) (increase(realtime_outbox_dead_letters_total${sel()}[${RI}]))`, '{{namespace}}']], { decimals: 0 }),
-  stat('Dead-letter stream length', 'Entries in the dead-letter stream now (`XRANGE <prefix>:{outbox}:dead - +` lists them with their last error).', 'short', [[`max by (namespace) (realtime_outbox_dead_letter_length${sel()})`, '{{namespace}}']], { w: 8, steps: [{ color: 'green', value: null }, { color: 'orange', value: 1 }] }),
-  ts('Publish API requests by status', 'POST /api/v1/publish requests per second by HTTP status, on gateways and workers.', 'reqps', [[`sum by (status) (${rate('realtime_api_publish_requests_total')})`, '{{status}}']], { w: 24 }),
-  row('Inbox (durable direct messages)'),
-  ts('Inbox appends by kind', 'Messages appended to user inboxes per second by kind: `direct` (client direct messages) and `publish` (backend publishes to a user).', 'ops', [[`sum by (kind) (${rate('realtime_inbox_appends_total')})`, '{{kind}}']]),
-  ts('Inbox replays', 'Inbox replays started on connect per second, and inbox messages sent in `queued-messages` batches per second.', 'ops', [
-    [`sum(${rate('realtime_inbox_replays_total')})`, 'replays started'],
-    [`sum(${rate('realtime_inbox_replayed_messages_total')})`, 'messages replayed'],
-  ]),
-  ts('Retention trims', 'Inbox messages removed per second because they passed INBOX_MAX_AGE_MS.', 'ops', [[`sum(${rate('realtime_inbox_retention_trimmed_total')})`, 'trimmed']]),
-  ts('Inbox depth', 'Messages held in all inboxes and inbox streams (users with messages kept), measured by the worker\'s retention pass (cluster-wide: max over workers).', 'short', [
-    [`max by (namespace) (realtime_inbox_depth${sel()})`, '{{namespace}} messages'],
-    [`max by (namespace) (realtime_inbox_streams${sel()})`, '{{namespace}} streams'],
-  ], { w: 24 }),
-  row('Adapter stream (cross-pod broadcasts)'),
-  ts('Adapter stream length', 'Entries in the Socket.IO adapter stream: every broadcast, kept (up to ADAPTER_STREAM_MAXLEN) for connection state recovery. Near the maximum, a client away for long misses messages it could otherwise recover.', 'short', [[`max by (namespace) (realtime_adapter_stream_length${sel()})`, '{{namespace}}']], { w: 12 }),
-  ts('Adapter read lag p50 / p99', 'Time from a broadcast entering the adapter stream to each pod reading it (realtime_adapter_read_lag_seconds): the cross-pod part of delivery latency.', 's', [
-    [`histogram_quantile(0.5, sum by (le, pod) (${rate('realtime_adapter_read_lag_seconds_bucket')}))`, 'p50 {{pod}}'],
-    [`histogram_quantile(0.99, sum by (le, pod) (${rate('realtime_adapter_read_lag_seconds_bucket')}))`, 'p99 {{pod}}'],
-  ], { w: 12 }),
-  row('Connection state recovery'),
-  ts('Recovery attempts vs successes', 'Reconnections that asked for state recovery and those whose session (rooms, missed messages) was restored, per second. Attempts without success mean the session expired (RECOVERY_WINDOW_MS) or the adapter stream was trimmed.', 'cps', [
-    [`sum(${rate('realtime_gateway_recovery_attempts_total')})`, 'attempts'],
-    [`sum(${rate('realtime_gateway_recovery_successes_total')})`, 'successes'],
-  ]),
-  stat('Recovery success ratio', 'Recovered / attempted over the selected range.', 'percentunit', [[`sum(increase(realtime_gateway_recovery_successes_total${sel()}[$__range])) / sum(increase(realtime_gateway_recovery_attempts_total${sel()}[$__range]))`, 'ratio']], { w: 8, decimals: 1, steps: [{ color: 'red', value: null }, { color: 'orange', value: 0.9 }, { color: 'green', value: 0.99 }] }),
-  ts('Sessions persisted', 'Recovery sessions written to Redis ahead of a disconnect per second (so that a killed pod loses none).', 'ops', [[`sum by (pod) (${rate('realtime_gateway_sessions_persisted_total')})`, '{{pod}}']]),
-  row('Presence'),
-  ts('Online users', 'Users with at least one connected socket on any pod, all Socket.IO namespaces (workers count them from Redis).', 'short', [[`max by (namespace) (realtime_presence_online_users${sel()})`, '{{namespace}}']]),
-  ts('Presence transitions by kind', 'Online/offline transitions announced per second (offline only after PRESENCE_GRACE_MS without sockets).', 'ops', [[`sum by (kind) (${rate('realtime_presence_transitions_total')})`, '{{kind}}']]),
-  ts('Reaped sockets', 'Sockets removed per interval because their gateway pod stopped heartbeating (killed or cut off).', 'short', [[`sum(increase(realtime_presence_reaped_sockets_total${sel()}[${RI}]))`, 'reaped']], { w: 4, decimals: 0 }),
-  ts('Heartbeat age', 'Age of the oldest live gateway heartbeat seen by each worker; a pod silent for 3 HEARTBEAT_INTERVAL_MS is reaped.', 's', [[`max by (pod) (realtime_presence_heartbeat_age_seconds${sel()})`, '{{pod}}']], { w: 4 }),
-]);
+const delivery = dashboard(
+  'rtg-delivery',
+  'Realtime gateway / Delivery and queues',
+  'Backend publishes through the Redis outbox, dead letters, durable inboxes, connection state recovery and presence.',
+  [
+    row('Outbox (backend publishes)'),
+    ts(
+      'Outbox stream',
+      'Entries in the outbox stream (undelivered or in flight), entries not yet read by the worker consumer group (lag) and entries read but not acknowledged (pending). Every worker reports the same cluster-wide values (max is shown). Alert: RealtimeOutboxLagGrowing.',
+      'short',
+      [
+        [`max by (namespace) (realtime_outbox_length${sel()})`, '{{namespace}} length'],
+        [`max by (namespace) (realtime_outbox_lag${sel()})`, '{{namespace}} lag (unread)'],
+        [`max by (namespace) (realtime_outbox_pending${sel()})`, '{{namespace}} pending (unacked)'],
+      ],
+    ),
+    ts(
+      'Oldest pending entry age',
+      'Age of the oldest read-but-unacknowledged outbox entry. Above WORKER_VISIBILITY_TIMEOUT_MS it is claimed by another worker; it keeps growing while deliveries fail.',
+      's',
+      [[`max by (namespace) (realtime_outbox_oldest_pending_age_seconds${sel()})`, '{{namespace}}']],
+    ),
+    ts(
+      'Deliveries by target',
+      'Backend publishes delivered per second by target kind: `all` (the whole namespace), `rooms`, `user` (inbox + live).',
+      'ops',
+      [[`sum by (target) (${rate('realtime_outbox_deliveries_total')})`, '{{target}}']],
+    ),
+    ts(
+      'Delivery failures',
+      'Outbox delivery attempts that failed per second, per worker; the entry stays pending and is retried after the visibility timeout.',
+      'ops',
+      [[`sum by (pod) (${rate('realtime_outbox_delivery_failures_total')})`, '{{pod}}']],
+    ),
+    ts(
+      'Dead letters',
+      'Outbox entries moved to the dead-letter stream after WORKER_MAX_ATTEMPTS failed deliveries, per interval: these publishes were not delivered. Alert: RealtimeOutboxDeadLetters.',
+      'short',
+      [[`sum by (namespace) (increase(realtime_outbox_dead_letters_total${sel()}[${RI}]))`, '{{namespace}}']],
+      { decimals: 0 },
+    ),
+    stat(
+      'Dead-letter stream length',
+      'Entries in the dead-letter stream now (`XRANGE <prefix>:{outbox}:dead - +` lists them with their last error).',
+      'short',
+      [[`max by (namespace) (realtime_outbox_dead_letter_length${sel()})`, '{{namespace}}']],
+      {
+        w: 8,
+        steps: [
+          { color: 'green', value: null },
+          { color: 'orange', value: 1 },
+        ],
+      },
+    ),
+    ts(
+      'Publish API requests by status',
+      'POST /api/v1/publish requests per second by HTTP status, on gateways and workers.',
+      'reqps',
+      [[`sum by (status) (${rate('realtime_api_publish_requests_total')})`, '{{status}}']],
+      { w: 24 },
+    ),
+    row('Inbox (durable direct messages)'),
+    ts(
+      'Inbox appends by kind',
+      'Messages appended to user inboxes per second by kind: `direct` (client direct messages) and `publish` (backend publishes to a user).',
+      'ops',
+      [[`sum by (kind) (${rate('realtime_inbox_appends_total')})`, '{{kind}}']],
+    ),
+    ts(
+      'Inbox replays',
+      'Inbox replays started on connect per second, and inbox messages sent in `queued-messages` batches per second.',
+      'ops',
+      [
+        [`sum(${rate('realtime_inbox_replays_total')})`, 'replays started'],
+        [`sum(${rate('realtime_inbox_replayed_messages_total')})`, 'messages replayed'],
+      ],
+    ),
+    ts('Retention trims', 'Inbox messages removed per second because they passed INBOX_MAX_AGE_MS.', 'ops', [
+      [`sum(${rate('realtime_inbox_retention_trimmed_total')})`, 'trimmed'],
+    ]),
+    ts(
+      'Inbox depth',
+      "Messages held in all inboxes and inbox streams (users with messages kept), measured by the worker's retention pass (cluster-wide: max over workers).",
+      'short',
+      [
+        [`max by (namespace) (realtime_inbox_depth${sel()})`, '{{namespace}} messages'],
+        [`max by (namespace) (realtime_inbox_streams${sel()})`, '{{namespace}} streams'],
+      ],
+      { w: 24 },
+    ),
+    row('Adapter stream (cross-pod broadcasts)'),
+    ts(
+      'Adapter stream length',
+      'Entries in the Socket.IO adapter stream: every broadcast, kept (up to ADAPTER_STREAM_MAXLEN) for connection state recovery. Near the maximum, a client away for long misses messages it could otherwise recover.',
+      'short',
+      [[`max by (namespace) (realtime_adapter_stream_length${sel()})`, '{{namespace}}']],
+      { w: 12 },
+    ),
+    ts(
+      'Adapter read lag p50 / p99',
+      'Time from a broadcast entering the adapter stream to each pod reading it (realtime_adapter_read_lag_seconds): the cross-pod part of delivery latency.',
+      's',
+      [
+        [`histogram_quantile(0.5, sum by (le, pod) (${rate('realtime_adapter_read_lag_seconds_bucket')}))`, 'p50 {{pod}}'],
+        [`histogram_quantile(0.99, sum by (le, pod) (${rate('realtime_adapter_read_lag_seconds_bucket')}))`, 'p99 {{pod}}'],
+      ],
+      { w: 12 },
+    ),
+    row('Connection state recovery'),
+    ts(
+      'Recovery attempts vs successes',
+      'Reconnections that asked for state recovery and those whose session (rooms, missed messages) was restored, per second. Attempts without success mean the session expired (RECOVERY_WINDOW_MS) or the adapter stream was trimmed.',
+      'cps',
+      [
+        [`sum(${rate('realtime_gateway_recovery_attempts_total')})`, 'attempts'],
+        [`sum(${rate('realtime_gateway_recovery_successes_total')})`, 'successes'],
+      ],
+    ),
+    stat(
+      'Recovery success ratio',
+      'Recovered / attempted over the selected range.',
+      'percentunit',
+      [
+        [
+          `sum(increase(realtime_gateway_recovery_successes_total${sel()}[$__range])) / sum(increase(realtime_gateway_recovery_attempts_total${sel()}[$__range]))`,
+          'ratio',
+        ],
+      ],
+      {
+        w: 8,
+        decimals: 1,
+        steps: [
+          { color: 'red', value: null },
+          { color: 'orange', value: 0.9 },
+          { color: 'green', value: 0.99 },
+        ],
+      },
+    ),
+    ts(
+      'Sessions persisted',
+      'Recovery sessions written to Redis ahead of a disconnect per second (so that a killed pod loses none).',
+      'ops',
+      [[`sum by (pod) (${rate('realtime_gateway_sessions_persisted_total')})`, '{{pod}}']],
+    ),
+    row('Presence'),
+    ts(
+      'Online users',
+      'Users with at least one connected socket on any pod, all Socket.IO namespaces (workers count them from Redis).',
+      'short',
+      [[`max by (namespace) (realtime_presence_online_users${sel()})`, '{{namespace}}']],
+    ),
+    ts(
+      'Presence transitions by kind',
+      'Online/offline transitions announced per second (offline only after PRESENCE_GRACE_MS without sockets).',
+      'ops',
+      [[`sum by (kind) (${rate('realtime_presence_transitions_total')})`, '{{kind}}']],
+    ),
+    ts(
+      'Reaped sockets',
+      'Sockets removed per interval because their gateway pod stopped heartbeating (killed or cut off).',
+      'short',
+      [[`sum(increase(realtime_presence_reaped_sockets_total${sel()}[${RI}]))`, 'reaped']],
+      { w: 4, decimals: 0 },
+    ),
+    ts(
+      'Heartbeat age',
+      'Age of the oldest live gateway heartbeat seen by each worker; a pod silent for 3 HEARTBEAT_INTERVAL_MS is reaped.',
+      's',
+      [[`max by (pod) (realtime_presence_heartbeat_age_seconds${sel()})`, '{{pod}}']],
+      { w: 4 },
+    ),
+  ],
+);
 
 // ---------------------------------------------------------------- runtime
 reset();
-const runtime = dashboard('rtg-runtime', 'Realtime gateway / Runtime', 'Node.js runtime (prom-client defaults), Redis connectivity and readiness of every gateway and worker process.', [
-  row('Readiness and Redis'),
-  ts('Ready per pod', 'realtime_process_ready: 1 when /readyz answers 200 (started, not draining, Redis reachable).', 'bool_yes_no', [[`max by (pod) (realtime_process_ready${sel()})`, '{{pod}}']], { max: 1 }),
-  ts('Redis up per pod', 'realtime_redis_up: 1 when the pod\'s Redis command connection is ready. A single-node gateway on the in-memory engine reports 0. Alert: RealtimeRedisDown.', 'bool_yes_no', [[`min by (pod) (realtime_redis_up${sel()})`, '{{pod}}']], { max: 1 }),
-  ts('Redis errors by operation', 'Redis command or connection errors per second by operation (`connection`, `heartbeat`, `outbox_read`, `adapter_publish`, `persist_session`, `inbox_replay`, `reap`). Alert: RealtimeRedisErrors.', 'ops', [[`sum by (op) (${rate('realtime_redis_errors_total')})`, '{{op}}']]),
-  row('Node.js'),
-  ts('Event loop lag per pod', 'Event loop delay percentiles per process since the previous scrape (prom-client). Alert: RealtimeEventLoopLagHigh (p99 > 200 ms for 5 min).', 's', [
-    [`max by (pod) (nodejs_eventloop_lag_p50_seconds${sel()})`, '{{pod}} p50'],
-    [`max by (pod) (nodejs_eventloop_lag_p99_seconds${sel()})`, '{{pod}} p99'],
-    [`max by (pod) (nodejs_eventloop_lag_max_seconds${sel()})`, '{{pod}} max'],
-  ]),
-  ts('CPU per pod', 'CPU time used per second (1 = one full core), user and system.', 'percentunit', [[`sum by (pod) (${rate('process_cpu_seconds_total')})`, '{{pod}}']]),
-  ts('Uptime per pod', 'Time since the process started: a reset to zero is a restart.', 's', [[`max by (pod) (time() - process_start_time_seconds${sel()})`, '{{pod}}']]),
-  ts('Heap per pod', 'V8 heap used and total per process.', 'bytes', [
-    [`sum by (pod) (nodejs_heap_size_used_bytes${sel()})`, '{{pod}} used'],
-    [`sum by (pod) (nodejs_heap_size_total_bytes${sel()})`, '{{pod}} total'],
-  ]),
-  ts('Resident and external memory per pod', 'Resident set size (what the container memory limit counts) and memory of C++ objects bound to JavaScript (buffers).', 'bytes', [
-    [`sum by (pod) (process_resident_memory_bytes${sel()})`, '{{pod}} rss'],
-    [`sum by (pod) (nodejs_external_memory_bytes${sel()})`, '{{pod}} external'],
-  ]),
-  ts('GC time per pod', 'Fraction of wall time spent in garbage collection, by GC kind (minor, major, incremental, weakcb).', 'percentunit', [[`sum by (pod, kind) (${rate('nodejs_gc_duration_seconds_sum')})`, '{{pod}} {{kind}}']]),
-  ts('GC runs per pod', 'Garbage collections per second by kind.', 'ops', [[`sum by (pod, kind) (${rate('nodejs_gc_duration_seconds_count')})`, '{{pod}} {{kind}}']]),
-  ts('Active handles and requests per pod', 'libuv handles (sockets, timers, servers) and requests alive per process: handles grow with connections; a steady climb without connections is a leak.', 'short', [
-    [`sum by (pod) (nodejs_active_handles_total${sel()})`, '{{pod}} handles'],
-    [`sum by (pod) (nodejs_active_requests_total${sel()})`, '{{pod}} requests'],
-  ]),
-  ts('Open file descriptors per pod', 'Open file descriptors (one per socket, plus files) against the process limit.', 'short', [
-    [`sum by (pod) (process_open_fds${sel()})`, '{{pod}} open'],
-    [`sum by (pod) (process_max_fds${sel()})`, '{{pod}} max'],
-  ]),
-]);
+const runtime = dashboard(
+  'rtg-runtime',
+  'Realtime gateway / Runtime',
+  'Node.js runtime (prom-client defaults), Redis connectivity and readiness of every gateway and worker process.',
+  [
+    row('Readiness and Redis'),
+    ts(
+      'Ready per pod',
+      'realtime_process_ready: 1 when /readyz answers 200 (started, not draining, Redis reachable).',
+      'bool_yes_no',
+      [[`max by (pod) (realtime_process_ready${sel()})`, '{{pod}}']],
+      { max: 1 },
+    ),
+    ts(
+      'Redis up per pod',
+      "realtime_redis_up: 1 when the pod's Redis command connection is ready. A single-node gateway on the in-memory engine reports 0. Alert: RealtimeRedisDown.",
+      'bool_yes_no',
+      [[`min by (pod) (realtime_redis_up${sel()})`, '{{pod}}']],
+      { max: 1 },
+    ),
+    ts(
+      'Redis errors by operation',
+      'Redis command or connection errors per second by operation (`connection`, `heartbeat`, `outbox_read`, `adapter_publish`, `persist_session`, `inbox_replay`, `reap`). Alert: RealtimeRedisErrors.',
+      'ops',
+      [[`sum by (op) (${rate('realtime_redis_errors_total')})`, '{{op}}']],
+    ),
+    row('Node.js'),
+    ts(
+      'Event loop lag per pod',
+      'Event loop delay percentiles per process since the previous scrape (prom-client). Alert: RealtimeEventLoopLagHigh (p99 > 200 ms for 5 min).',
+      's',
+      [
+        [`max by (pod) (nodejs_eventloop_lag_p50_seconds${sel()})`, '{{pod}} p50'],
+        [`max by (pod) (nodejs_eventloop_lag_p99_seconds${sel()})`, '{{pod}} p99'],
+        [`max by (pod) (nodejs_eventloop_lag_max_seconds${sel()})`, '{{pod}} max'],
+      ],
+    ),
+    ts('CPU per pod', 'CPU time used per second (1 = one full core), user and system.', 'percentunit', [
+      [`sum by (pod) (${rate('process_cpu_seconds_total')})`, '{{pod}}'],
+    ]),
+    ts('Uptime per pod', 'Time since the process started: a reset to zero is a restart.', 's', [
+      [`max by (pod) (time() - process_start_time_seconds${sel()})`, '{{pod}}'],
+    ]),
+    ts('Heap per pod', 'V8 heap used and total per process.', 'bytes', [
+      [`sum by (pod) (nodejs_heap_size_used_bytes${sel()})`, '{{pod}} used'],
+      [`sum by (pod) (nodejs_heap_size_total_bytes${sel()})`, '{{pod}} total'],
+    ]),
+    ts(
+      'Resident and external memory per pod',
+      'Resident set size (what the container memory limit counts) and memory of C++ objects bound to JavaScript (buffers).',
+      'bytes',
+      [
+        [`sum by (pod) (process_resident_memory_bytes${sel()})`, '{{pod}} rss'],
+        [`sum by (pod) (nodejs_external_memory_bytes${sel()})`, '{{pod}} external'],
+      ],
+    ),
+    ts(
+      'GC time per pod',
+      'Fraction of wall time spent in garbage collection, by GC kind (minor, major, incremental, weakcb).',
+      'percentunit',
+      [[`sum by (pod, kind) (${rate('nodejs_gc_duration_seconds_sum')})`, '{{pod}} {{kind}}']],
+    ),
+    ts('GC runs per pod', 'Garbage collections per second by kind.', 'ops', [
+      [`sum by (pod, kind) (${rate('nodejs_gc_duration_seconds_count')})`, '{{pod}} {{kind}}'],
+    ]),
+    ts(
+      'Active handles and requests per pod',
+      'libuv handles (sockets, timers, servers) and requests alive per process: handles grow with connections; a steady climb without connections is a leak.',
+      'short',
+      [
+        [`sum by (pod) (nodejs_active_handles_total${sel()})`, '{{pod}} handles'],
+        [`sum by (pod) (nodejs_active_requests_total${sel()})`, '{{pod}} requests'],
+      ],
+    ),
+    ts('Open file descriptors per pod', 'Open file descriptors (one per socket, plus files) against the process limit.', 'short', [
+      [`sum by (pod) (process_open_fds${sel()})`, '{{pod}} open'],
+      [`sum by (pod) (process_max_fds${sel()})`, '{{pod}} max'],
+    ]),
+  ],
+);
 
 for (const [name, d] of Object.entries({ overview, delivery, runtime })) {
   fs.writeFileSync(path.join(repo, 'grafana/dashboards', `${name}.json`), JSON.stringify(d, null, 2) + '\n');

@@ -66,7 +66,12 @@ export interface HeapDiffRow {
 }
 
 /** What grew between two snapshots, per connection, biggest first. */
-export function diffHeap(before: HeapCounts, after: HeapCounts, connections: number, top = 25): { totalBytesPerConnection: number; rows: HeapDiffRow[] } {
+export function diffHeap(
+  before: HeapCounts,
+  after: HeapCounts,
+  connections: number,
+  top = 25,
+): { totalBytesPerConnection: number; rows: HeapDiffRow[] } {
   const rows: HeapDiffRow[] = [];
   let totalBytes = 0;
   for (const [k, a] of after) {
@@ -82,7 +87,8 @@ export function diffHeap(before: HeapCounts, after: HeapCounts, connections: num
 
 export function formatHeapDiff(title: string, d: { totalBytesPerConnection: number; rows: HeapDiffRow[] }): string {
   const lines = [`${title}: ${d.totalBytesPerConnection.toFixed(0)} bytes of V8 heap (self sizes) per connection; biggest contributors:`];
-  for (const r of d.rows) lines.push(`  ${r.bytesPerConnection.toFixed(0).padStart(6)} B  ${r.countPerConnection.toFixed(2).padStart(6)} objs  ${r.what}`);
+  for (const r of d.rows)
+    lines.push(`  ${r.bytesPerConnection.toFixed(0).padStart(6)} B  ${r.countPerConnection.toFixed(2).padStart(6)} objs  ${r.what}`);
   return lines.join('\n');
 }
 

@@ -8,7 +8,12 @@ import WebSocket from 'ws';
 import { sleep } from './proc';
 
 export interface CpuProfile {
-  nodes: Array<{ id: number; callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number }; hitCount?: number; children?: number[] }>;
+  nodes: Array<{
+    id: number;
+    callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
+    hitCount?: number;
+    children?: number[];
+  }>;
   startTime: number;
   endTime: number;
   samples?: number[];
@@ -40,7 +45,13 @@ export class Inspector {
 
   private constructor(private ws: WebSocket) {
     ws.on('message', (d: Buffer) => {
-      const msg = JSON.parse(d.toString()) as { id?: number; method?: string; params?: { chunk?: string }; result?: unknown; error?: { message: string } };
+      const msg = JSON.parse(d.toString()) as {
+        id?: number;
+        method?: string;
+        params?: { chunk?: string };
+        result?: unknown;
+        error?: { message: string };
+      };
       if (msg.method === 'HeapProfiler.addHeapSnapshotChunk' && this.chunks) this.chunks.push(msg.params?.chunk ?? '');
       if (msg.id === undefined) return;
       const p = this.pending.get(msg.id);

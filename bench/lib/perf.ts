@@ -24,7 +24,9 @@ export interface PerfRecording {
 
 /** Starts `perf record` on `pids` (CPU-time samples at `hz`, user and, where allowed, kernel). */
 export function perfRecord(pids: number[], out: string, hz = 999): PerfRecording {
-  const proc: ChildProcess = spawn('perf', ['record', '-e', 'cpu-clock', '-F', String(hz), '-g', '-p', pids.join(','), '-o', out], { stdio: 'ignore' });
+  const proc: ChildProcess = spawn('perf', ['record', '-e', 'cpu-clock', '-F', String(hz), '-g', '-p', pids.join(','), '-o', out], {
+    stdio: 'ignore',
+  });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   proc.on('error', () => undefined);
   return {

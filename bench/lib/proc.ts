@@ -209,7 +209,8 @@ export async function waitPort(port: number, timeoutMs: number, m?: Managed): Pr
       s.once('error', () => resolve(false));
     });
     if (ok) return;
-    if (Date.now() > end) throw new Error(`${m?.name ?? 'process'}: port ${port} not open after ${timeoutMs} ms${m ? `:\n${m.output().slice(-4000)}` : ''}`);
+    if (Date.now() > end)
+      throw new Error(`${m?.name ?? 'process'}: port ${port} not open after ${timeoutMs} ms${m ? `:\n${m.output().slice(-4000)}` : ''}`);
     await sleep(50);
   }
 }

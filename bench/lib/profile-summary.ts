@@ -75,9 +75,11 @@ export function summarise(profile: CpuProfile, top = 20): ProfileSummary {
 
 export function formatSummary(title: string, s: ProfileSummary): string {
   const lines = [`${title}: ${s.busyMs.toFixed(0)} ms busy of ${s.totalMs.toFixed(0)} ms sampled`, '  self time by module (% of busy):'];
-  for (const g of s.groups.slice(0, 12)) lines.push(`    ${g.pct.toFixed(1).padStart(5)}%  ${g.selfMs.toFixed(0).padStart(6)} ms  ${g.group}`);
+  for (const g of s.groups.slice(0, 12))
+    lines.push(`    ${g.pct.toFixed(1).padStart(5)}%  ${g.selfMs.toFixed(0).padStart(6)} ms  ${g.group}`);
   lines.push('  top functions by self time:');
-  for (const f of s.functions.slice(0, 15)) lines.push(`    ${f.pct.toFixed(1).padStart(5)}%  ${f.selfMs.toFixed(0).padStart(6)} ms  ${f.fn}  ${f.where}`);
+  for (const f of s.functions.slice(0, 15))
+    lines.push(`    ${f.pct.toFixed(1).padStart(5)}%  ${f.selfMs.toFixed(0).padStart(6)} ms  ${f.fn}  ${f.where}`);
   return lines.join('\n');
 }
 

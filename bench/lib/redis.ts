@@ -16,12 +16,29 @@ export async function startBenchRedis(): Promise<BenchRedis> {
   try {
     execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
   } catch {
-    throw new Error('redis-server is not on PATH (Debian/Ubuntu: apt-get install -y redis-server); the benchmark starts its own on loopback');
+    throw new Error(
+      'redis-server is not on PATH (Debian/Ubuntu: apt-get install -y redis-server); the benchmark starts its own on loopback',
+    );
   }
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rtg-bench-redis-'));
   const tmp = trackTempDir(dir);
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--maxclients', '1000', '--loglevel', 'warning'];
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--maxclients',
+    '1000',
+    '--loglevel',
+    'warning',
+  ];
   const proc = spawnTracked('redis-server', 'redis-server', args, { PATH: process.env.PATH });
   await waitPort(port, 10000, proc);
   return {

@@ -58,7 +58,13 @@ export function sideBySide(rows: Row[]): string {
       const want = r.target.min !== undefined ? `>= ${r.target.min}` : `<= ${r.target.max}`;
       target = `${want} ${targetMet(r) ? 'PASS' : 'FAIL'}`;
     }
-    return [r.metric, fmt(r.gateway, r.digits), fmt(r.bare, r.digits), r.noRatio ? '' : Number.isFinite(x) ? `${x.toFixed(2)}x` : 'n/a', target];
+    return [
+      r.metric,
+      fmt(r.gateway, r.digits),
+      fmt(r.bare, r.digits),
+      r.noRatio ? '' : Number.isFinite(x) ? `${x.toFixed(2)}x` : 'n/a',
+      target,
+    ];
   });
   return table(head, body, [false, true, true, true, false]);
 }
@@ -96,7 +102,10 @@ export function envInt(name: string, def: number, min = 0, max = Number.MAX_SAFE
 export function writeBenchJson(ctx: BenchContext, name: string, numbers: object): string {
   fs.mkdirSync(ctx.outDir, { recursive: true });
   const file = path.join(ctx.outDir, `${name}.json`);
-  fs.writeFileSync(file, JSON.stringify({ at: new Date().toISOString(), machine: ctx.machine, loadavgAtEnd: os.loadavg(), ...numbers }, null, 2) + '\n');
+  fs.writeFileSync(
+    file,
+    JSON.stringify({ at: new Date().toISOString(), machine: ctx.machine, loadavgAtEnd: os.loadavg(), ...numbers }, null, 2) + '\n',
+  );
   return file;
 }
 

@@ -136,7 +136,12 @@ export async function startCluster(kind: Kind, n: number, opts: ClusterOptions):
     servers,
     async auth(userId) {
       if (kind === 'bare') return undefined;
-      const token = await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(userId).setIssuedAt().setExpirationTime('2h').sign(secretKey);
+      const token = await new SignJWT({})
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject(userId)
+        .setIssuedAt()
+        .setExpirationTime('2h')
+        .sign(secretKey);
       return { token };
     },
     stop,

@@ -29,7 +29,11 @@ export function askAll<T>(nsp: Namespace, event: string, arg: unknown, timeoutMs
     const timer = setTimeout(() => finish(collected), timeoutMs);
     const ask = () => {
       try {
-        const r = nsp.serverSideEmit(event as never, arg as never, ((_err: Error | null, responses: T[]) => finish(responses ?? [])) as never) as unknown;
+        const r = nsp.serverSideEmit(
+          event as never,
+          arg as never,
+          ((_err: Error | null, responses: T[]) => finish(responses ?? [])) as never,
+        ) as unknown;
         if (r && typeof (r as Promise<unknown>).catch === 'function') (r as Promise<unknown>).catch(() => finish([]));
       } catch {
         finish([]);

@@ -57,7 +57,9 @@ export function createEngine(cfg: Config, logger: Logger, metrics: Metrics, opts
   // Only a process that writes to sockets (a gateway) measures delivery latency.
   const holdsSockets = opts.holdsSockets !== false;
   const inboxOpts = { maxLen: cfg.inboxMaxLen, maxAgeMs: cfg.inboxMaxAgeMs, dedupWindowMs: cfg.idempotencyWindowMs };
-  return cfg.redisUrl ? redisEngine(cfg.redisUrl, cfg, keys, inboxOpts, holdsSockets, logger, metrics) : memoryEngine(cfg, keys, inboxOpts, holdsSockets, metrics);
+  return cfg.redisUrl
+    ? redisEngine(cfg.redisUrl, cfg, keys, inboxOpts, holdsSockets, logger, metrics)
+    : memoryEngine(cfg, keys, inboxOpts, holdsSockets, metrics);
 }
 
 type InboxOpts = ConstructorParameters<typeof MemoryInbox>[0];
@@ -86,7 +88,15 @@ function memoryEngine(cfg: Config, keys: Keys, inboxOpts: InboxOpts, holdsSocket
   };
 }
 
-function redisEngine(url: string, cfg: Config, keys: Keys, inboxOpts: InboxOpts, holdsSockets: boolean, logger: Logger, metrics: Metrics): Engine {
+function redisEngine(
+  url: string,
+  cfg: Config,
+  keys: Keys,
+  inboxOpts: InboxOpts,
+  holdsSockets: boolean,
+  logger: Logger,
+  metrics: Metrics,
+): Engine {
   const redis = createRedis(url, { cluster: cfg.redisCluster, role: 'command', failFast: true, logger, metrics });
   const adapterRedis = createRedis(url, { cluster: cfg.redisCluster, role: 'adapter', logger, metrics });
   defineScripts(redis);

@@ -3,7 +3,15 @@ import { ROOM_ID_RE, USER_ID_RE, USER_ID_RULE } from './redis/keys';
 
 /** Event names a backend or admin may emit: no Socket.IO reserved names. */
 export const EVENT_NAME_RE = /^[A-Za-z0-9_.:-]{1,64}$/;
-export const RESERVED_EVENTS = new Set(['connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener', 'error']);
+export const RESERVED_EVENTS = new Set([
+  'connect',
+  'connect_error',
+  'disconnect',
+  'disconnecting',
+  'newListener',
+  'removeListener',
+  'error',
+]);
 
 export const roomIdSchema = z.string().regex(ROOM_ID_RE, 'room ids are 1-128 chars of [A-Za-z0-9_.:-]');
 const USER_ID_MESSAGE = `user ids are ${USER_ID_RULE}`;
@@ -42,15 +50,16 @@ export const userIdListSchema = z.unknown().superRefine((v, ctx) => {
   }
 }) as unknown as z.ZodType<string[]>;
 
-export const directMessageSchema = z
-  .object({ toUserId: userIdSchema, text: z.string().optional(), data: z.unknown().optional() })
-  .strict();
+export const directMessageSchema = z.object({ toUserId: userIdSchema, text: z.string().optional(), data: z.unknown().optional() }).strict();
 
 export const inboxAckSchema = z.object({ upTo: streamIdSchema }).strict();
 
 export const adminBroadcastSchema = z
   .object({
-    namespace: z.string().regex(/^\/[A-Za-z0-9_.-]{0,128}$/).optional(),
+    namespace: z
+      .string()
+      .regex(/^\/[A-Za-z0-9_.-]{0,128}$/)
+      .optional(),
     room: roomIdSchema.optional(),
     event: eventNameSchema,
     data: z.unknown(),

@@ -77,7 +77,13 @@ async function adapterSubscribed(ctx: GatewayContext, nsp: Namespace, timeoutMs 
 }
 
 /** Broadcast with acknowledgements across all pods: resolves with the answers and how many did not answer in time. */
-export function broadcastWithAck(nsp: Namespace, room: string | undefined, event: string, data: unknown, timeoutMs: number): Promise<{ acked: number; missing: number; responses: unknown[] }> {
+export function broadcastWithAck(
+  nsp: Namespace,
+  room: string | undefined,
+  event: string,
+  data: unknown,
+  timeoutMs: number,
+): Promise<{ acked: number; missing: number; responses: unknown[] }> {
   const adapter = nsp.adapter as unknown as {
     broadcastWithAck(p: object, o: object, count: (n: number) => void, ack: (r: unknown) => void): void;
     serverCount(): Promise<number>;
@@ -125,14 +131,18 @@ export function broadcastWithAck(nsp: Namespace, room: string | undefined, event
 export const adminHandlers: Record<string, Handler> = {
   async 'admin:stats'(ctx) {
     ctx.requireAvailable();
-    const [heartbeats, remote] = await Promise.all([ctx.engine.pods.pods(), askAll<LocalStats | null>(ctx.io.of('/'), RPC.stats, null, RPC_TIMEOUT_MS)]);
+    const [heartbeats, remote] = await Promise.all([
+      ctx.engine.pods.pods(),
+      askAll<LocalStats | null>(ctx.io.of('/'), RPC.stats, null, RPC_TIMEOUT_MS),
+    ]);
     const all = [localStats(ctx), ...remote.filter((s): s is LocalStats => !!s)];
     const byId = new Map(all.map((s) => [s.id, s]));
     const stale = Date.now() - ctx.cfg.heartbeatIntervalMs * 3;
     const pods = heartbeats
       .filter((h) => h.lastHeartbeat >= stale || byId.has(h.id))
       .map((h) => ({ id: h.id, connections: byId.get(h.id)?.connections ?? h.connections, lastHeartbeat: h.lastHeartbeat }));
-    for (const s of all) if (!pods.some((p) => p.id === s.id)) pods.push({ id: s.id, connections: s.connections, lastHeartbeat: Date.now() });
+    for (const s of all)
+      if (!pods.some((p) => p.id === s.id)) pods.push({ id: s.id, connections: s.connections, lastHeartbeat: Date.now() });
     pods.sort((a, b) => a.id.localeCompare(b.id));
     const users = new Set(all.flatMap((s) => s.users));
     const rooms = new Set(all.flatMap((s) => s.rooms));

@@ -48,7 +48,7 @@ const sizes = new WeakMap<object, number>();
 let patched = false;
 
 function wsBuffered(conn: EngineConn): number {
-  return conn.transport.name === 'websocket' ? conn.transport.socket?.bufferedAmount ?? 0 : 0;
+  return conn.transport.name === 'websocket' ? (conn.transport.socket?.bufferedAmount ?? 0) : 0;
 }
 
 // Shared listeners (`this` is the Engine.IO connection): nothing is allocated per connection but the state.
@@ -154,7 +154,8 @@ function boundedWrite(this: EngineClient, write: EngineClient['writeToEngine'], 
   }
   const total = buffered + size;
   if (raw === 0) st.lastProgress = Date.now();
-  if (total > limits.hard && (total > limits.hard * BURST_FACTOR || (raw > 0 && Date.now() - st.lastProgress > BURST_GRACE_MS))) return cut(this, st);
+  if (total > limits.hard && (total > limits.hard * BURST_FACTOR || (raw > 0 && Date.now() - st.lastProgress > BURST_GRACE_MS)))
+    return cut(this, st);
   st.queued += size;
   limits.metrics.pending.packetsSent += count;
   // The volatile decision is made above (counted); Socket.IO would otherwise silently drop a

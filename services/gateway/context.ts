@@ -37,7 +37,10 @@ export interface GatewayState {
 }
 
 /** Builds the context of a gateway around its state. */
-export function createContext(parts: Omit<GatewayContext, 'requireAvailable' | 'persistSession' | 'draining' | 'connections' | 'track'>, state: GatewayState): GatewayContext {
+export function createContext(
+  parts: Omit<GatewayContext, 'requireAvailable' | 'persistSession' | 'draining' | 'connections' | 'track'>,
+  state: GatewayState,
+): GatewayContext {
   const { engine, logger } = parts;
   return {
     ...parts,
@@ -45,7 +48,12 @@ export function createContext(parts: Omit<GatewayContext, 'requireAvailable' | '
       if (!engine.available()) throw new UnavailableError();
     },
     persistSession(socket) {
-      engine.persistSession({ sid: socket.id, pid: (socket as unknown as { pid?: string }).pid, rooms: [...socket.rooms], data: socket.data });
+      engine.persistSession({
+        sid: socket.id,
+        pid: (socket as unknown as { pid?: string }).pid,
+        rooms: [...socket.rooms],
+        data: socket.data,
+      });
     },
     draining: () => state.draining,
     connections: () => state.connections,

@@ -36,7 +36,12 @@ export function demoRoutes(cfg: Config) {
         return true;
       }
       const token = cfg.jwtSecret
-        ? await new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject(userId).setIssuedAt().setExpirationTime('24h').sign(new TextEncoder().encode(cfg.jwtSecret))
+        ? await new SignJWT({})
+            .setProtectedHeader({ alg: 'HS256' })
+            .setSubject(userId)
+            .setIssuedAt()
+            .setExpirationTime('24h')
+            .sign(new TextEncoder().encode(cfg.jwtSecret))
         : null;
       sendJson(res, 200, { token, userId });
       return true;

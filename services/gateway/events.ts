@@ -31,7 +31,14 @@ export type Handler = (ctx: GatewayContext, socket: Socket, ...args: unknown[]) 
  * the handler, and always answers `{ ok: true, ...result }` or `{ ok: false, error }`.
  * A handler can never crash the process or disconnect the socket.
  */
-export function invoke(socket: Socket, event: string, raw: unknown[], metrics: Metrics, logger: Logger, fn: (...args: unknown[]) => Promise<object>): void {
+export function invoke(
+  socket: Socket,
+  event: string,
+  raw: unknown[],
+  metrics: Metrics,
+  logger: Logger,
+  fn: (...args: unknown[]) => Promise<object>,
+): void {
   const { args, ack } = splitAck(raw);
   if (!ack) {
     metrics.eventsDropped.inc({ reason: 'no_ack' });
@@ -39,11 +46,14 @@ export function invoke(socket: Socket, event: string, raw: unknown[], metrics: M
     return;
   }
   const end = metrics.eventDuration.startTimer({ event });
-  inSpan(`socket.io event ${event}`, { kind: SpanKind.SERVER, attributes: { 'socket.io.event': event, 'socket.io.namespace': socket.nsp.name } }, (span) =>
-    fn(...args).catch((e: unknown) => {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: errorBody(e).error.code });
-      throw e;
-    }),
+  inSpan(
+    `socket.io event ${event}`,
+    { kind: SpanKind.SERVER, attributes: { 'socket.io.event': event, 'socket.io.namespace': socket.nsp.name } },
+    (span) =>
+      fn(...args).catch((e: unknown) => {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: errorBody(e).error.code });
+        throw e;
+      }),
   ).then(
     (result) => {
       end();
@@ -53,7 +63,8 @@ export function invoke(socket: Socket, event: string, raw: unknown[], metrics: M
     (err: unknown) => {
       end();
       const body = errorBody(err);
-      if (body.error.code === 'internal') logger.error({ event, err: (err as Error)?.stack ?? String(err), sid: socket.id }, 'event handler failed');
+      if (body.error.code === 'internal')
+        logger.error({ event, err: (err as Error)?.stack ?? String(err), sid: socket.id }, 'event handler failed');
       metrics.eventsReceived.inc({ event, outcome: body.error.code });
       metrics.errors.inc({ code: body.error.code });
       try {

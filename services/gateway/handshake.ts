@@ -32,7 +32,8 @@ export function createHandshake(ctx: GatewayContext) {
         metrics.rateLimited.inc({ scope: 'connect' });
         throw new AuthError('rate_limited', 'too many connection attempts, retry later');
       }
-      if (cfg.maxConnections > 0 && ctx.connections() >= cfg.maxConnections) throw new AuthError('overloaded', 'this pod is at its connection limit, retry later');
+      if (cfg.maxConnections > 0 && ctx.connections() >= cfg.maxConnections)
+        throw new AuthError('overloaded', 'this pod is at its connection limit, retry later');
       const auth = socket.handshake.auth as Record<string, unknown>;
       if (typeof auth?.pid === 'string' && typeof auth?.offset === 'string') metrics.recoveryAttempts.inc();
       const principal = await authenticate(auth);

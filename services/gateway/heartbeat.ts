@@ -10,7 +10,10 @@ export function createHeartbeat(ctx: GatewayContext, onReaped: () => void): () =
   return async () => {
     if (!ctx.engine.available()) return;
     try {
-      const reaped = await ctx.engine.pods.heartbeat({ id: ctx.cfg.podName, connections: ctx.connections(), lastHeartbeat: Date.now() }, registered);
+      const reaped = await ctx.engine.pods.heartbeat(
+        { id: ctx.cfg.podName, connections: ctx.connections(), lastHeartbeat: Date.now() },
+        registered,
+      );
       registered = true;
       if (reaped && !ctx.draining()) {
         ctx.logger.warn('this pod was reaped while unresponsive; reconnecting its clients');

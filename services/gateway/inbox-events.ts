@@ -17,7 +17,8 @@ export async function replayInbox(ctx: GatewayContext, socket: Socket): Promise<
   const since = (socket.handshake.auth as Record<string, unknown> | undefined)?.inboxSince;
   const inbox = ctx.engine.inbox;
   const nsp = socket.nsp.name;
-  let after = typeof since === 'string' && streamIdSchema.safeParse(since).success ? since : ((await inbox.position(nsp, p.userId)) ?? '0-0');
+  let after =
+    typeof since === 'string' && streamIdSchema.safeParse(since).success ? since : ((await inbox.position(nsp, p.userId)) ?? '0-0');
   ctx.metrics.inboxReplays.inc();
   let sent = 0;
   for (;;) {
@@ -27,7 +28,10 @@ export async function replayInbox(ctx: GatewayContext, socket: Socket): Promise<
     if (!socket.connected) return sent;
     // Through the adapter, awaited: once it resolves the batch sits in the socket's buffer, so
     // the pacing below sees it (a plain emit with recovery on is an asynchronous publish too).
-    await broadcast(socket.nsp, { rooms: [socket.id] }, 'queued-messages', { messages: batch.map((r) => clientView(r.id, r.message)), more });
+    await broadcast(socket.nsp, { rooms: [socket.id] }, 'queued-messages', {
+      messages: batch.map((r) => clientView(r.id, r.message)),
+      more,
+    });
     sent += batch.length;
     ctx.metrics.inboxReplayed.inc(batch.length);
     if (!more) return sent;
@@ -42,7 +46,8 @@ export const inboxHandlers: Record<string, Handler> = {
   async 'direct-message'(ctx, socket, raw) {
     const p = socket.data.principal as Principal;
     const m = parse(directMessageSchema, raw);
-    if (payloadBytes(m.text, m.data) > ctx.cfg.maxMessageBytes) throw new GatewayError('too_large', `text + data exceed ${ctx.cfg.maxMessageBytes} bytes`);
+    if (payloadBytes(m.text, m.data) > ctx.cfg.maxMessageBytes)
+      throw new GatewayError('too_large', `text + data exceed ${ctx.cfg.maxMessageBytes} bytes`);
     ctx.requireAvailable();
     const message: InboxMessage = { kind: 'direct', from: p.userId, text: m.text, data: m.data, timestamp: Date.now() };
     // Durable first: the sender's ack means the message survives the loss of any pod.
@@ -50,9 +55,12 @@ export const inboxHandlers: Record<string, Handler> = {
     ctx.metrics.inboxAppends.inc({ kind: 'direct' });
     ctx.metrics.messagesPublished.inc({ kind: 'direct' });
     // Live delivery is best effort: a recipient who misses it gets it from the inbox on connect.
-    await broadcast(socket.nsp, { rooms: [userRoom(m.toUserId)], origin: { ts: message.timestamp, kind: 'direct' } }, 'direct-message', clientView(id, message)).catch((e) =>
-      ctx.logger.debug({ err: (e as Error).message }, 'live delivery of a direct message failed; the inbox keeps it'),
-    );
+    await broadcast(
+      socket.nsp,
+      { rooms: [userRoom(m.toUserId)], origin: { ts: message.timestamp, kind: 'direct' } },
+      'direct-message',
+      clientView(id, message),
+    ).catch((e) => ctx.logger.debug({ err: (e as Error).message }, 'live delivery of a direct message failed; the inbox keeps it'));
     return { id, timestamp: message.timestamp };
   },
   async 'inbox:ack'(ctx, socket, raw) {

@@ -12,7 +12,14 @@ import { announceLeave, clientRooms, recordJoin } from './rooms';
  * Disconnect reasons after which the client may come back with its session (Socket.IO's own
  * list): the connection dropped, the client did not leave.
  */
-export const RECOVERABLE = new Set(['transport error', 'transport close', 'forced close', 'ping timeout', 'server shutting down', 'forced server close']);
+export const RECOVERABLE = new Set([
+  'transport error',
+  'transport close',
+  'forced close',
+  'ping timeout',
+  'server shutting down',
+  'forced server close',
+]);
 
 /** Rooms a socket was in, captured while it is disconnecting (Socket.IO empties them before `disconnect`). */
 const ROOMS = Symbol('rooms');
@@ -48,7 +55,11 @@ export function createLifecycle(ctx: GatewayContext, state: GatewayState, dispat
     if (RECOVERABLE.has(reason) && cfg.presenceGraceMs > 0) {
       // The connection dropped and may come back (recovered) within the grace period, like
       // presence: the memberships stay, parked, so the rooms see no user-left/user-joined blip.
-      ctx.track(ctx.engine.rooms.parkRooms(socket.nsp.name, socket.id, cfg.podName, rooms, Date.now() + cfg.presenceGraceMs), 'parking memberships on disconnect', socket.id);
+      ctx.track(
+        ctx.engine.rooms.parkRooms(socket.nsp.name, socket.id, cfg.podName, rooms, Date.now() + cfg.presenceGraceMs),
+        'parking memberships on disconnect',
+        socket.id,
+      );
       return;
     }
     for (const room of rooms) ctx.track(announceLeave(ctx, socket, room, userId), 'leave on disconnect', socket.id);

@@ -2,7 +2,11 @@
 export class TokenBucket {
   private tokens: number;
   private last: number;
-  constructor(private ratePerSec: number, private burst: number, now = Date.now()) {
+  constructor(
+    private ratePerSec: number,
+    private burst: number,
+    now = Date.now(),
+  ) {
     this.tokens = burst;
     this.last = now;
   }
@@ -23,7 +27,10 @@ export class TokenBucket {
 export class KeyedLimiter {
   private buckets = new Map<string, TokenBucket>();
   private sweep = 0;
-  constructor(private ratePerSec: number, private burst: number) {}
+  constructor(
+    private ratePerSec: number,
+    private burst: number,
+  ) {}
 
   take(key: string, now = Date.now()): boolean {
     if (this.ratePerSec <= 0) return true;

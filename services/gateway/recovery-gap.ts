@@ -148,7 +148,8 @@ export function closeRecoveryGap(io: Server): void {
       const packet = current;
       current = undefined;
       // Socket.IO appends the recovery offset to the event packets it keeps for recovery.
-      const withOffset = packet?.type === 2 && packet.id === undefined && !opts.flags?.volatile && Array.isArray(packet.data) && packet.data.length > 1;
+      const withOffset =
+        packet?.type === 2 && packet.id === undefined && !opts.flags?.volatile && Array.isArray(packet.data) && packet.data.length > 1;
       if (!withOffset) return apply(opts, cb);
       const data = packet!.data!;
       const offset = String(data[data.length - 1]);

@@ -30,7 +30,8 @@ export async function announceLeave(ctx: GatewayContext, socket: Socket, room: s
 /** Records a (re-)joined room in the store and announces `user-joined` for the user's first socket. */
 export async function recordJoin(ctx: GatewayContext, socket: Socket, room: string, userId: string): Promise<number> {
   const change = await ctx.engine.rooms.roomJoin(socket.nsp.name, room, socket.id, userId, ctx.cfg.podName);
-  if (change.changed) await broadcast(socket.nsp, { rooms: [room], except: [socket.id] }, 'user-joined', { room, userId, timestamp: Date.now() });
+  if (change.changed)
+    await broadcast(socket.nsp, { rooms: [room], except: [socket.id] }, 'user-joined', { room, userId, timestamp: Date.now() });
   return change.members;
 }
 
@@ -67,7 +68,8 @@ export const roomHandlers: Record<string, Handler> = {
     const m = parse(messageSchema, raw);
     const rooms = [...new Set(m.roomIds ?? [m.roomId as string])];
     for (const r of rooms) checkRoom(p, r);
-    if (payloadBytes(m.text, m.data) > ctx.cfg.maxMessageBytes) throw new GatewayError('too_large', `text + data exceed ${ctx.cfg.maxMessageBytes} bytes`);
+    if (payloadBytes(m.text, m.data) > ctx.cfg.maxMessageBytes)
+      throw new GatewayError('too_large', `text + data exceed ${ctx.cfg.maxMessageBytes} bytes`);
     ctx.requireAvailable();
     const id = randomUUID();
     const timestamp = Date.now();
@@ -77,7 +79,12 @@ export const roomHandlers: Record<string, Handler> = {
     // message once, naming the first target room it is in.
     const origin = { ts: timestamp, kind: 'room' };
     for (let i = 0; i < rooms.length; i++) {
-      await broadcast(socket.nsp, { rooms: [rooms[i]], except: i ? [...except, ...rooms.slice(0, i)] : except, volatile: m.volatile, origin }, 'message', { ...base, room: rooms[i] });
+      await broadcast(
+        socket.nsp,
+        { rooms: [rooms[i]], except: i ? [...except, ...rooms.slice(0, i)] : except, volatile: m.volatile, origin },
+        'message',
+        { ...base, room: rooms[i] },
+      );
     }
     ctx.metrics.messagesPublished.inc({ kind: 'room' });
     return { id, timestamp };

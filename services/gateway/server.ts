@@ -49,25 +49,41 @@ export function socketServerOptions(cfg: Config) {
 }
 
 /** Wires a gateway: HTTP + Socket.IO, the engine, namespaces and their handshakes, events, background tasks, shutdown. */
-export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = createMetrics(), extraHandlers: Record<string, Handler> = {}): Gateway {
+export function createGateway(
+  cfg: Config,
+  logger: Logger,
+  metrics: Metrics = createMetrics(),
+  extraHandlers: Record<string, Handler> = {},
+): Gateway {
   const engine = createEngine(cfg, logger, metrics);
   const httpServer = http.createServer();
   const io = new Server(httpServer, socketServerOptions(cfg));
   engine.attach(io);
   closeRecoveryGap(io);
   refuseUnknownNamespaces(io, metrics);
-  boundOutboundBuffers(io, cfg.outboundSoftBytes, cfg.outboundMaxBytes, metrics, () => logger.warn('slow consumer cut: outbound buffer above OUTBOUND_BUFFER_MAX_BYTES'));
+  boundOutboundBuffers(io, cfg.outboundSoftBytes, cfg.outboundMaxBytes, metrics, () =>
+    logger.warn('slow consumer cut: outbound buffer above OUTBOUND_BUFFER_MAX_BYTES'),
+  );
   const presence = new Presence(engine.presence, io, { pod: cfg.podName, graceMs: cfg.presenceGraceMs, logger, metrics });
   const state: GatewayState = { draining: false, connections: 0, inflight: new Set() };
   const ctx = createContext({ cfg, logger, metrics, engine, io, presence }, state);
 
   const owed = new OwedAnswers();
   const dispatcher = createDispatcher(ctx, owed);
-  const onConnection = createLifecycle(ctx, state, { client: dispatcher({ ...roomHandlers, ...presenceHandlers, ...inboxHandlers, ...extraHandlers }), admin: dispatcher(adminHandlers) });
+  const onConnection = createLifecycle(ctx, state, {
+    client: dispatcher({ ...roomHandlers, ...presenceHandlers, ...inboxHandlers, ...extraHandlers }),
+    admin: dispatcher(adminHandlers),
+  });
   const handshake = createHandshake(ctx);
-  io.of('/').use(handshake()).on('connection', (s) => onConnection(s, false));
-  io.of(cfg.workspacePattern).use(handshake(workspaceCheck(cfg.workspacePattern))).on('connection', (s) => onConnection(s, false));
-  io.of('/admin').use(handshake(adminCheck)).on('connection', (s) => onConnection(s, true));
+  io.of('/')
+    .use(handshake())
+    .on('connection', (s) => onConnection(s, false));
+  io.of(cfg.workspacePattern)
+    .use(handshake(workspaceCheck(cfg.workspacePattern)))
+    .on('connection', (s) => onConnection(s, false));
+  io.of('/admin')
+    .use(handshake(adminCheck))
+    .on('connection', (s) => onConnection(s, true));
   answerClusterRequests(ctx);
 
   let started = false;
@@ -98,7 +114,9 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
     ready,
     async start() {
       const metricsPort = await listen(metricsHttp, cfg.metricsPort, cfg.host);
-      await engine.ready().catch((e) => logger.warn({ err: (e as Error).message }, 'starting before Redis is ready; /readyz fails until it is'));
+      await engine
+        .ready()
+        .catch((e) => logger.warn({ err: (e as Error).message }, 'starting before Redis is ready; /readyz fails until it is'));
       const port = await listen(httpServer, cfg.port, cfg.host);
       started = true;
       const p = periods(cfg);
@@ -107,7 +125,8 @@ export function createGateway(cfg: Config, logger: Logger, metrics: Metrics = cr
       if (engine.kind === 'redis') tasks.every('session-refresh', p.sessionRefreshMs, refreshSessions);
       tasks.every('presence-sweep', p.sweepMs, sweep, engine.available);
       // On a single node nobody else enforces inbox retention by age (the worker does on Redis).
-      if (engine.kind === 'memory') tasks.every('inbox-retention', p.inboxTrimMs, async () => metrics.retentionTrims.inc(await engine.inbox.trimByAge(Date.now())));
+      if (engine.kind === 'memory')
+        tasks.every('inbox-retention', p.inboxTrimMs, async () => metrics.retentionTrims.inc(await engine.inbox.trimByAge(Date.now())));
       logger.info({ port, metricsPort, engine: engine.kind, auth: cfg.authMode }, 'gateway listening');
       return { port, metricsPort };
     },

@@ -10,7 +10,9 @@ export function requireMethods<T extends object>(target: T, owner: string, names
   if (missing.length) {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const version = (require('socket.io/package.json') as { version: string }).version;
-    throw new Error(`socket.io ${version}: ${owner} lacks ${missing.join(', ')}, which the gateway patches; use the socket.io version package.json pins`);
+    throw new Error(
+      `socket.io ${version}: ${owner} lacks ${missing.join(', ')}, which the gateway patches; use the socket.io version package.json pins`,
+    );
   }
   return target;
 }

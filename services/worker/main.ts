@@ -11,9 +11,13 @@ const worker = createWorker(cfg, logger, createMetrics());
 const tracing = startTracing('worker', logger);
 runService('worker', logger, async () => {
   await worker.stop();
-  await (await tracing)();
+  await (
+    await tracing
+  )();
 });
-tracing.then(() => worker.start()).catch((e) => {
-  logger.fatal({ err: (e as Error).message }, 'worker failed to start');
-  process.exit(1);
-});
+tracing
+  .then(() => worker.start())
+  .catch((e) => {
+    logger.fatal({ err: (e as Error).message }, 'worker failed to start');
+    process.exit(1);
+  });

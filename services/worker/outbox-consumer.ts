@@ -86,7 +86,18 @@ export class OutboxConsumer {
           await this.claim(room);
           continue;
         }
-        const res = (await this.reader.xreadgroup('GROUP', GROUP, this.cfg.podName, 'COUNT', room, 'BLOCK', BLOCK_MS, 'STREAMS', this.keys.outbox().stream, '>')) as [string, Entry[]][] | null;
+        const res = (await this.reader.xreadgroup(
+          'GROUP',
+          GROUP,
+          this.cfg.podName,
+          'COUNT',
+          room,
+          'BLOCK',
+          BLOCK_MS,
+          'STREAMS',
+          this.keys.outbox().stream,
+          '>',
+        )) as [string, Entry[]][] | null;
         for (const [, entries] of res ?? []) for (const e of entries) this.dispatch(e, 1);
         backoff = 100;
       } catch (e) {
@@ -103,11 +114,24 @@ export class OutboxConsumer {
   /** Takes over entries idle past the visibility timeout (from dead or slow workers). */
   private async claim(count: number): Promise<void> {
     const stream = this.keys.outbox().stream;
-    const res = (await this.redis.xautoclaim(stream, GROUP, this.cfg.podName, this.cfg.workerVisibilityTimeoutMs, '0-0', 'COUNT', count)) as [string, Entry[], string[]?];
+    const res = (await this.redis.xautoclaim(
+      stream,
+      GROUP,
+      this.cfg.podName,
+      this.cfg.workerVisibilityTimeoutMs,
+      '0-0',
+      'COUNT',
+      count,
+    )) as [string, Entry[], string[]?];
     const entries = (res[1] ?? []).filter((e) => e && e[1] && !this.inflightIds.has(e[0]));
     if (!entries.length) return;
     // The delivery counter (XPENDING) says how many times each was handed out, this claim included.
-    const pending = (await this.redis.xpending(stream, GROUP, entries[0][0], entries[entries.length - 1][0], entries.length * 4)) as [string, string, number, number][];
+    const pending = (await this.redis.xpending(stream, GROUP, entries[0][0], entries[entries.length - 1][0], entries.length * 4)) as [
+      string,
+      string,
+      number,
+      number,
+    ][];
     const counts = new Map(pending.map(([id, , , n]) => [id, Number(n)]));
     this.logger.info({ stream, claimed: entries.length }, 'claimed idle outbox entries');
     for (const e of entries) this.dispatch(e, counts.get(e[0]) ?? 2);
@@ -140,8 +164,19 @@ export class OutboxConsumer {
     try {
       const p = decodeEntry(id, fields, this.cfg);
       // The publish's trace continues here (its traceparent rode in the entry) and on through the adapter.
-      await inSpan('outbox deliver', { kind: SpanKind.CONSUMER, parent: contextFrom(p.traceparent), attributes: { 'messaging.system': 'redis-streams', 'messaging.message.id': id, 'realtime.target': p.target.kind, 'realtime.attempt': attempt } }, () =>
-        deliver(this.io, this.inbox, p, this.metrics),
+      await inSpan(
+        'outbox deliver',
+        {
+          kind: SpanKind.CONSUMER,
+          parent: contextFrom(p.traceparent),
+          attributes: {
+            'messaging.system': 'redis-streams',
+            'messaging.message.id': id,
+            'realtime.target': p.target.kind,
+            'realtime.attempt': attempt,
+          },
+        },
+        () => deliver(this.io, this.inbox, p, this.metrics),
       );
       // Acknowledge only after delivery; then the entry has no further use.
       await this.redis.multi().xack(k.stream, GROUP, id).xdel(k.stream, id).exec();

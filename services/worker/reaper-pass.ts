@@ -13,7 +13,14 @@ import { reapPod } from '../core/rooms/reaper';
  * another worker, and the transitions are announced once because the scripts decide them once.
  * Returns the sockets and memberships removed.
  */
-export async function reapSilentPods(deps: { engine: Engine; io: Server; presence: Presence; cfg: Config; logger: Logger; metrics: Metrics }): Promise<number> {
+export async function reapSilentPods(deps: {
+  engine: Engine;
+  io: Server;
+  presence: Presence;
+  cfg: Config;
+  logger: Logger;
+  metrics: Metrics;
+}): Promise<number> {
   const { engine, io, presence, cfg, logger, metrics } = deps;
   if (!engine.available()) return 0;
   const pods = await engine.pods.pods();

@@ -25,7 +25,7 @@ import {
 
 type Component = 'gateway' | 'worker';
 const COMPONENTS: Component[] = ['gateway', 'worker'];
- 
+
 type AnySetting = { env: string; def: unknown; services: ReadonlyArray<Component>; parse: (raw: string, name: string) => any };
 const SETTINGS = settings as unknown as Record<string, AnySetting>;
 const byEnv = new Map(Object.values(SETTINGS).map((s) => [s.env, s]));
@@ -54,7 +54,8 @@ describe.each(variants().map((v) => [v.name, v.opts] as const))('%s: environment
       if (extra.has(name)) continue;
       const s = byEnv.get(name);
       if (!s) problems.push(`${name} is not a setting of services/core/config.ts`);
-      else if (!s.services.includes(c)) problems.push(`${name} is read by ${s.services.join('+')} only, yet the chart gives it to the ${c}`);
+      else if (!s.services.includes(c))
+        problems.push(`${name} is read by ${s.services.join('+')} only, yet the chart gives it to the ${c}`);
     }
     expect(problems).toEqual([]);
     expect(unknownVariables(env)).toEqual([]);
@@ -134,7 +135,8 @@ describe.each(variants().map((v) => [v.name, v.opts] as const))('%s: environment
       expect(a['nginx.ingress.kubernetes.io/session-cookie-name']).toMatch(/^[A-Za-z0-9_-]+$/);
       expect(Number(a['nginx.ingress.kubernetes.io/proxy-read-timeout'])).toBeGreaterThanOrEqual(3600);
       expect(Number(a['nginx.ingress.kubernetes.io/proxy-send-timeout'])).toBeGreaterThanOrEqual(3600);
-      for (const rule of ing.spec.rules) for (const p of rule.http.paths) expect(p.backend.service).toEqual({ name: gw.metadata.name, port: { name: 'http' } });
+      for (const rule of ing.spec.rules)
+        for (const p of rule.http.paths) expect(p.backend.service).toEqual({ name: gw.metadata.name, port: { name: 'http' } });
     }
     for (const route of ofKind(objs, 'HTTPRoute')) {
       for (const rule of route.spec.rules) {
@@ -173,7 +175,11 @@ describe.each(variants().map((v) => [v.name, v.opts] as const))('%s: environment
       expect(pod.securityContext.runAsUser).toBeGreaterThan(0);
       expect(pod.automountServiceAccountToken).toBe(false);
       for (const ctr of pod.containers) {
-        expect(ctr.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+        expect(ctr.securityContext).toMatchObject({
+          allowPrivilegeEscalation: false,
+          readOnlyRootFilesystem: true,
+          capabilities: { drop: ['ALL'] },
+        });
         expect(ctr.resources?.requests).toBeDefined();
       }
     }
@@ -193,7 +199,9 @@ describe.each(variants().map((v) => [v.name, v.opts] as const))('%s: environment
     expect(redis.image).toBe('redis:7-alpine');
     expect(redis.args.join(' ')).toContain('--appendonly yes --appendfsync everysec');
     const gwEnv = containerEnv(objs, deployment(objs, 'gateway'));
-    const redisSvc = ofKind(objs, 'Service').find((s) => s.metadata.labels?.['app.kubernetes.io/component'] === 'redis' && s.spec.clusterIP !== 'None')!;
+    const redisSvc = ofKind(objs, 'Service').find(
+      (s) => s.metadata.labels?.['app.kubernetes.io/component'] === 'redis' && s.spec.clusterIP !== 'None',
+    )!;
     expect(gwEnv.REDIS_URL).toBe(`redis://${redisSvc.metadata.name}:6379`);
     expect(selects({ matchLabels: redisSvc.spec.selector }, sts[0].spec.template.metadata.labels)).toBe(true);
     if (values.redis.bundled.networkPolicy.enabled) {
@@ -247,7 +255,10 @@ describe('values map one to one onto config.ts settings', () => {
           const parsed = s.parse(raw, s.env);
           const norm = (v: unknown) => (v instanceof RegExp ? v.source : v);
           expect({ key, value: norm(parsed) }).toEqual({ key, value: norm(s.def) });
-          expect({ key, value: norm(parsed) }).toEqual({ key, value: norm(s.parse(Array.isArray(value) ? value.join(',') : String(value), s.env)) });
+          expect({ key, value: norm(parsed) }).toEqual({
+            key,
+            value: norm(s.parse(Array.isArray(value) ? value.join(',') : String(value), s.env)),
+          });
         }
       }
     }
@@ -277,8 +288,12 @@ describe('shutdown timing is enforced by the template', () => {
   test('a terminationGracePeriodSeconds too short for preStop + shutdown delay + drain fails the render', () => {
     // 5 s preStop + 3 s SHUTDOWN_DELAY_MS + 10 s DRAIN_TIMEOUT_MS = 18 s
     expect(renderError({ set: ['gateway.terminationGracePeriodSeconds=18'] })).toContain('must be larger than 18');
-    expect(renderError({ set: ['worker.terminationGracePeriodSeconds=5', 'config.drainTimeoutMs=20000'] })).toContain('worker.terminationGracePeriodSeconds=5 must be larger than 23');
-    expect(deployment(render({ set: ['gateway.terminationGracePeriodSeconds=19'] }), 'gateway').spec.template.spec.terminationGracePeriodSeconds).toBe(19);
+    expect(renderError({ set: ['worker.terminationGracePeriodSeconds=5', 'config.drainTimeoutMs=20000'] })).toContain(
+      'worker.terminationGracePeriodSeconds=5 must be larger than 23',
+    );
+    expect(
+      deployment(render({ set: ['gateway.terminationGracePeriodSeconds=19'] }), 'gateway').spec.template.spec.terminationGracePeriodSeconds,
+    ).toBe(19);
   });
 
   test('a null grace period follows the shutdown settings', () => {
@@ -292,7 +307,9 @@ describe('shutdown timing is enforced by the template', () => {
     expect(pre('1.30.0')).toEqual({ sleep: { seconds: 5 } });
     expect(pre('1.33.1')).toEqual({ sleep: { seconds: 5 } });
     expect(pre('1.29.4')).toEqual({ exec: { command: ['sleep', '5'] } });
-    expect(deployment(render({ set: ['gateway.preStopSleepSeconds=0'] }), 'gateway').spec.template.spec.containers[0].lifecycle).toBeUndefined();
+    expect(
+      deployment(render({ set: ['gateway.preStopSleepSeconds=0'] }), 'gateway').spec.template.spec.containers[0].lifecycle,
+    ).toBeUndefined();
   });
 });
 
@@ -308,10 +325,16 @@ describe('value combinations the schema cannot express fail with a message namin
     [['apiKeys.devKeys={short}'], 'devKeys'],
     [['apiKeys.devKeys={0123456789abcdef}', 'apiKeys.existingSecret=keys'], 'either existingSecret or devKeys'],
     [['ports.metrics=3000'], 'ports.metrics must differ from ports.http'],
-    [['gateway.config.devLogin=true', 'auth.jwt.verification=jwks', 'auth.jwt.jwksUrl=https://i.example/jwks'], 'devLogin=true needs auth.jwt.verification=secret'],
+    [
+      ['gateway.config.devLogin=true', 'auth.jwt.verification=jwks', 'auth.jwt.jwksUrl=https://i.example/jwks'],
+      'devLogin=true needs auth.jwt.verification=secret',
+    ],
     [['ingress.enabled=true', 'ingress.nginx.affinity.enabled=false'], 'breaks long-polling'],
     [['httpRoute.enabled=true'], 'needs httpRoute.parentRefs'],
-    [['gateway.autoscaling.enabled=true', 'gateway.autoscaling.minReplicas=5', 'gateway.autoscaling.maxReplicas=3'], 'minReplicas must not exceed'],
+    [
+      ['gateway.autoscaling.enabled=true', 'gateway.autoscaling.minReplicas=5', 'gateway.autoscaling.maxReplicas=3'],
+      'minReplicas must not exceed',
+    ],
   ])('--set %j', (set, message) => {
     expect(renderError({ set })).toContain(message);
   });
@@ -350,7 +373,10 @@ describe('dashboards and alert rules come from grafana/', () => {
   });
 
   test('the dashboards ConfigMap holds exactly grafana/dashboards/*.json, byte for byte, for the sidecar', () => {
-    const files = fs.readdirSync(dashDir).filter((f) => f.endsWith('.json')).sort();
+    const files = fs
+      .readdirSync(dashDir)
+      .filter((f) => f.endsWith('.json'))
+      .sort();
     const objs = render({});
     const cms = ofKind(objs, 'ConfigMap').filter((c) => c.metadata.labels?.grafana_dashboard === '1');
     if (!files.length) {
@@ -366,7 +392,10 @@ describe('dashboards and alert rules come from grafana/', () => {
   });
 
   test('the PrometheusRule holds the groups of grafana/alerts/*.yml', () => {
-    const files = fs.readdirSync(alertDir).filter((f) => /\.ya?ml$/.test(f)).sort();
+    const files = fs
+      .readdirSync(alertDir)
+      .filter((f) => /\.ya?ml$/.test(f))
+      .sort();
     const groups = files.flatMap((f) => YAML.parse(fs.readFileSync(path.join(alertDir, f), 'utf8'))?.groups ?? []);
     const objs = render({ set: ['metrics.prometheusRule.enabled=true'] });
     const rules = ofKind(objs, 'PrometheusRule');

@@ -11,12 +11,11 @@ import { CHART, ROOT, deployment, readYaml, render } from './helpers';
 const read = (p: string) => fs.readFileSync(path.join(ROOT, p), 'utf8');
 
 describe('values.yaml and values.schema.json', () => {
-   
   const schema: any = JSON.parse(fs.readFileSync(path.join(CHART, 'values.schema.json'), 'utf8'));
 
   test('every object of the schema is closed (additionalProperties false), a typed map, or a declared Kubernetes passthrough', () => {
     const open: string[] = [];
-     
+
     const walk = (node: any, at: string) => {
       if (!node || typeof node !== 'object') return;
       const types = [node.type].flat();
@@ -38,7 +37,7 @@ describe('values.yaml and values.schema.json', () => {
   test('the schema describes every key of values.yaml, and values.yaml every property of the schema', () => {
     const values = readYaml(path.join(CHART, 'values.yaml'));
     const diff: string[] = [];
-     
+
     const walk = (v: any, s: any, at: string, inKubernetesShape = false) => {
       if (!s?.properties || !v || typeof v !== 'object' || Array.isArray(v)) return;
       // Kubernetes-shaped values (resources, HPA behavior) are closed but every key in them is optional.
@@ -47,8 +46,7 @@ describe('values.yaml and values.schema.json', () => {
       for (const k of Object.keys(s.properties)) {
         if (!(k in v)) {
           if (!optionalKeys) diff.push(`schema ${at}.${k} has no default in values.yaml`);
-        }
-        else walk(v[k], s.properties[k], `${at}.${k}`, optionalKeys);
+        } else walk(v[k], s.properties[k], `${at}.${k}`, optionalKeys);
       }
     };
     walk(values, schema, '');
@@ -85,7 +83,19 @@ describe('values.yaml and values.schema.json', () => {
   });
 
   test('the documentation check finds undocumented values (not vacuous)', () => {
-    const sample = ['a:', '  # -- documented', '  b: 1', '  c: 2', '  d:', '    - x', '# plain comment is not documentation', 'e: 3', '# -- data', 'f:', '  g: 1'].join('\n');
+    const sample = [
+      'a:',
+      '  # -- documented',
+      '  b: 1',
+      '  c: 2',
+      '  d:',
+      '    - x',
+      '# plain comment is not documentation',
+      'e: 3',
+      '# -- data',
+      'f:',
+      '  g: 1',
+    ].join('\n');
     expect(undocumentedValues(sample)).toEqual(['line 4: c', 'line 5: d', 'line 8: e']);
   });
 
@@ -158,7 +168,8 @@ describe('Dockerfile', () => {
       .split('\n')
       .map((l) => l.trim())
       .filter((l) => l && !l.startsWith('#'));
-    for (const needed of ['package.json', 'package-lock.json', 'tsconfig.json', 'services', 'scripts']) expect(ignored).not.toContain(needed);
+    for (const needed of ['package.json', 'package-lock.json', 'tsconfig.json', 'services', 'scripts'])
+      expect(ignored).not.toContain(needed);
     for (const dropped of ['**/node_modules', 'dist', '.git', 'test', 'helm']) expect(ignored).toContain(dropped);
     const copied = [...docker.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1].split(/\s+/));
     for (const c of copied) {
@@ -175,7 +186,9 @@ describe('kind cluster config', () => {
     expect(cfg.nodes).toHaveLength(1);
     expect(cfg.nodes[0].role).toBe('control-plane');
     expect(cfg.nodes[0].kubeadmConfigPatches.join()).toContain('node-labels: "ingress-ready=true"');
-    expect(cfg.nodes[0].extraPortMappings.map((p: { containerPort: number; listenAddress: string }) => [p.containerPort, p.listenAddress])).toEqual([
+    expect(
+      cfg.nodes[0].extraPortMappings.map((p: { containerPort: number; listenAddress: string }) => [p.containerPort, p.listenAddress]),
+    ).toEqual([
       [80, '127.0.0.1'],
       [443, '127.0.0.1'],
     ]);
@@ -267,7 +280,8 @@ describe('scripts', () => {
 
   test('mk/chart.mk defines the documented targets', () => {
     const mk = read('mk/chart.mk');
-    for (const t of ['image', 'helm-install', 'helm-lint', 'helm-test', 'shellcheck', 'kind-e2e']) expect(mk).toMatch(new RegExp(`^${t}:.*## `, 'm'));
+    for (const t of ['image', 'helm-install', 'helm-lint', 'helm-test', 'shellcheck', 'kind-e2e'])
+      expect(mk).toMatch(new RegExp(`^${t}:.*## `, 'm'));
     expect(mk).toMatch(/^\tdocker build -t \$\(IMAGE\) \.$/m);
     expect(mk).toMatch(/IMAGE\s+\?= realtime-gateway:dev/);
     expect(mk).toMatch(/npx jest --selectProjects chart/);

@@ -13,8 +13,13 @@ export const KUBE_VERSION = '1.31.0';
 export const RELEASE = 'rtg';
 
 /** A rendered Kubernetes object. */
- 
-export type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> }; [k: string]: any };
+
+export type K8sObject = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  [k: string]: any;
+};
 
 function tool(envVar: string, name: string, hint: string): string {
   const candidates = [process.env[envVar], path.join(ROOT, '.tools', 'bin', name)].filter(Boolean) as string[];
@@ -96,15 +101,18 @@ export function ciValuesFiles(): string[] {
 
 /** Every variant the tests render: the defaults and each ci/*-values.yaml. */
 export function variants(): Array<{ name: string; opts: RenderOpts }> {
-  return [{ name: 'default values', opts: {} }, ...ciValuesFiles().map((f) => ({ name: `ci/${path.basename(f)}`, opts: { valuesFiles: [f] } }))];
+  return [
+    { name: 'default values', opts: {} },
+    ...ciValuesFiles().map((f) => ({ name: `ci/${path.basename(f)}`, opts: { valuesFiles: [f] } })),
+  ];
 }
 
 /** Reads a YAML file. */
- 
+
 export const readYaml = (file: string): any => YAML.parse(fs.readFileSync(file, 'utf8'));
 
 /** The chart's values.yaml merged with one values file (maps merged deeply, lists replaced, as helm does). */
- 
+
 export function effectiveValues(o: RenderOpts = {}): any {
   const merge = (a: unknown, b: unknown): unknown => {
     if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
@@ -125,7 +133,8 @@ export const ofKind = (objs: K8sObject[], kind: string): K8sObject[] => objs.fil
 /** The one object of a kind whose name ends with `suffix` (throws when there is not exactly one). */
 export function one(objs: K8sObject[], kind: string, suffix = ''): K8sObject {
   const found = objs.filter((o) => o.kind === kind && o.metadata.name.endsWith(suffix));
-  if (found.length !== 1) throw new Error(`expected one ${kind} named *${suffix}, found ${found.map((o) => o.metadata.name).join(', ') || 'none'}`);
+  if (found.length !== 1)
+    throw new Error(`expected one ${kind} named *${suffix}, found ${found.map((o) => o.metadata.name).join(', ') || 'none'}`);
   return found[0];
 }
 
@@ -137,7 +146,7 @@ export const deployment = (objs: K8sObject[], component: 'gateway' | 'worker'): 
   );
 
 /** Whether a Kubernetes label selector (matchLabels + matchExpressions) selects `labels`. */
- 
+
 export function selects(selector: any, labels: Record<string, string> = {}): boolean {
   for (const [k, v] of Object.entries(selector?.matchLabels ?? {})) if (labels[k] !== v) return false;
   for (const e of selector?.matchExpressions ?? []) {
@@ -178,7 +187,9 @@ export function containerEnv(objs: K8sObject[], dep: K8sObject): Record<string, 
       const ref = e.valueFrom.secretKeyRef;
       const own = objs.find((o) => o.kind === 'Secret' && o.metadata.name === ref.name);
       if (own) {
-        const v = own.stringData?.[ref.key] ?? (own.data?.[ref.key] !== undefined ? Buffer.from(own.data[ref.key], 'base64').toString() : undefined);
+        const v =
+          own.stringData?.[ref.key] ??
+          (own.data?.[ref.key] !== undefined ? Buffer.from(own.data[ref.key], 'base64').toString() : undefined);
         if (v === undefined) throw new Error(`Secret ${ref.name} has no key ${ref.key} (needed by ${e.name})`);
         env[e.name] = v;
       } else {

@@ -19,7 +19,6 @@ import { HTTPRoute } from '@kubernetes-models/gateway-api/gateway.networking.k8s
 import { PrometheusRule, ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1';
 import { CHART, K8sObject, KUBE_VERSION, ciValuesFiles, helm, kubeStrict, render, renderText, variants } from './helpers';
 
- 
 type ModelClass = new (data: any) => { validate(): void };
 const MODELS: Record<string, ModelClass> = {
   'v1/ConfigMap': ConfigMap,
@@ -57,12 +56,24 @@ describe('helm lint --strict', () => {
 
   test.each(ciValuesFiles().map((f) => [path.basename(f), f]))('passes with ci/%s', (_name, file) => {
     const r = helm(['lint', '--strict', CHART, '-f', file, '--kube-version', KUBE_VERSION]);
-    expect({ status: r.status, out: r.stdout.includes('0 chart(s) failed') ? 'ok' : r.stdout + r.stderr }).toEqual({ status: 0, out: 'ok' });
+    expect({ status: r.status, out: r.stdout.includes('0 chart(s) failed') ? 'ok' : r.stdout + r.stderr }).toEqual({
+      status: 0,
+      out: 'ok',
+    });
   });
 
   test('there are ci variants for every install shape the chart supports', () => {
     const names = ciValuesFiles().map((f) => path.basename(f));
-    for (const n of ['default', 'bundled-redis', 'external-redis-existing-secret', 'ingress-hpa-pdb', 'httproute', 'jwks', 'public-key', 'kind']) {
+    for (const n of [
+      'default',
+      'bundled-redis',
+      'external-redis-existing-secret',
+      'ingress-hpa-pdb',
+      'httproute',
+      'jwks',
+      'public-key',
+      'kind',
+    ]) {
       expect(names).toContain(`${n}-values.yaml`);
     }
   });
@@ -153,8 +164,19 @@ describe('the validators catch broken objects (they are not vacuous)', () => {
 
   test('kube-strict rejects an unknown field of an HTTPRoute session persistence and of a ServiceMonitor', () => {
     const text = renderText({ valuesFiles: [path.join(CHART, 'ci', 'httproute-values.yaml')] }).replace('sessionName:', 'sessionNam:');
-    expect(kubeStrict(text).find((r) => r.kind === 'HTTPRoute')?.errors.join()).toContain('sessionNam');
-    const sm = renderText({ valuesFiles: [path.join(CHART, 'ci', 'ingress-hpa-pdb-values.yaml')] }).replace('scrapeTimeout:', 'scrapeTimout:');
-    expect(kubeStrict(sm).find((r) => r.kind === 'ServiceMonitor')?.errors.join()).toContain('scrapeTimout');
+    expect(
+      kubeStrict(text)
+        .find((r) => r.kind === 'HTTPRoute')
+        ?.errors.join(),
+    ).toContain('sessionNam');
+    const sm = renderText({ valuesFiles: [path.join(CHART, 'ci', 'ingress-hpa-pdb-values.yaml')] }).replace(
+      'scrapeTimeout:',
+      'scrapeTimout:',
+    );
+    expect(
+      kubeStrict(sm)
+        .find((r) => r.kind === 'ServiceMonitor')
+        ?.errors.join(),
+    ).toContain('scrapeTimout');
   });
 });

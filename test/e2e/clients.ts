@@ -7,7 +7,13 @@ import type { Cluster } from './cluster';
 // gateway the balancer pinned the client to (HAProxy's RTGSRV cookie in engine.io's cookie jar).
 
 /** Quick reconnection so scenarios do not wait on the default back-off. */
-export const FAST_RECONNECT = { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 500, randomizationFactor: 0.5, reconnectionAttempts: 600 } as const;
+export const FAST_RECONNECT = {
+  reconnection: true,
+  reconnectionDelay: 100,
+  reconnectionDelayMax: 500,
+  randomizationFactor: 0.5,
+  reconnectionAttempts: 600,
+} as const;
 
 export interface Received {
   id: string;
@@ -47,7 +53,14 @@ export function serverOf(socket: Socket): string | undefined {
 
 /** A client that is not yet connected (to observe connect_error); tracked for closeAll(). */
 export function makeClient(c: Cluster, userId: string, tokenValue: string, opts: Partial<ManagerOptions & SocketOptions> = {}): E2EClient {
-  const socket = io(c.baseUrl, { auth: { token: tokenValue }, withCredentials: true, forceNew: true, reconnection: false, timeout: 10000, ...opts });
+  const socket = io(c.baseUrl, {
+    auth: { token: tokenValue },
+    withCredentials: true,
+    forceNew: true,
+    reconnection: false,
+    timeout: 10000,
+    ...opts,
+  });
   open.add(socket);
   const cl: E2EClient = {
     userId,
@@ -76,7 +89,12 @@ export function makeClient(c: Cluster, userId: string, tokenValue: string, opts:
 }
 
 /** Connects a client through the balancer; rejects with the connect_error (or a timeout). */
-export async function connectClient(c: Cluster, userId: string, opts: Partial<ManagerOptions & SocketOptions> = {}, timeoutMs = 15000): Promise<E2EClient> {
+export async function connectClient(
+  c: Cluster,
+  userId: string,
+  opts: Partial<ManagerOptions & SocketOptions> = {},
+  timeoutMs = 15000,
+): Promise<E2EClient> {
   const cl = makeClient(c, userId, await c.token(userId), opts);
   await new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error(`${userId}: connect timeout`)), timeoutMs);
@@ -95,7 +113,12 @@ export async function connectClient(c: Cluster, userId: string, opts: Partial<Ma
 }
 
 /** Connects many clients, `parallel` at a time. */
-export async function connectMany(c: Cluster, userIds: string[], opts: Partial<ManagerOptions & SocketOptions> = {}, parallel = 20): Promise<E2EClient[]> {
+export async function connectMany(
+  c: Cluster,
+  userIds: string[],
+  opts: Partial<ManagerOptions & SocketOptions> = {},
+  parallel = 20,
+): Promise<E2EClient[]> {
   const out: E2EClient[] = new Array(userIds.length);
   let next = 0;
   await Promise.all(
@@ -116,7 +139,11 @@ export function closeAll(): void {
 }
 
 /** emitWithAck with a timeout; never rejects: a failure becomes { ok: false, error }. */
-export async function ask(socket: Socket, event: string, ...args: unknown[]): Promise<{ ok: boolean; error?: { code: string; message: string }; [k: string]: unknown }> {
+export async function ask(
+  socket: Socket,
+  event: string,
+  ...args: unknown[]
+): Promise<{ ok: boolean; error?: { code: string; message: string }; [k: string]: unknown }> {
   try {
     return await socket.timeout(10000).emitWithAck(event, ...args);
   } catch (e) {
@@ -156,14 +183,28 @@ export interface HttpResult {
 }
 
 /** One HTTP request (no agent, no keep-alive); status 0 when the connection failed. */
-export function request(method: string, url: string, body?: string | Buffer, headers: Record<string, string> = {}, timeoutMs = 10000): Promise<HttpResult> {
+export function request(
+  method: string,
+  url: string,
+  body?: string | Buffer,
+  headers: Record<string, string> = {},
+  timeoutMs = 10000,
+): Promise<HttpResult> {
   return new Promise((resolve) => {
-    const req = http.request(url, { method, headers: { ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers }, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (d: Buffer) => chunks.push(d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
-      res.on('error', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
-    });
+    const req = http.request(
+      url,
+      {
+        method,
+        headers: { ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers },
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
+        res.on('error', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
+      },
+    );
     req.setTimeout(timeoutMs, () => req.destroy(new Error('timeout')));
     req.on('error', () => resolve({ status: 0, body: '', headers: {} }));
     if (body !== undefined) req.write(body);
@@ -173,7 +214,10 @@ export function request(method: string, url: string, body?: string | Buffer, hea
 
 /** POST /api/v1/publish through the balancer. */
 export function publish(c: Cluster, body: Record<string, unknown>): Promise<HttpResult> {
-  return request('POST', `${c.baseUrl}/api/v1/publish`, JSON.stringify(body), { authorization: `Bearer ${c.apiKey}`, 'content-type': 'application/json' });
+  return request('POST', `${c.baseUrl}/api/v1/publish`, JSON.stringify(body), {
+    authorization: `Bearer ${c.apiKey}`,
+    'content-type': 'application/json',
+  });
 }
 
 /**
@@ -181,8 +225,18 @@ export function publish(c: Cluster, body: Record<string, unknown>): Promise<Http
  * RTGSRV cookie itself, so it stays there (helpers such as senders and observers that must not be
  * on the gateway a scenario kills).
  */
-export function pinnedClient(c: Cluster, userId: string, server: string, opts: Partial<ManagerOptions & SocketOptions> = {}): Promise<E2EClient> {
-  return connectClient(c, userId, { transports: ['websocket'], withCredentials: false, extraHeaders: { cookie: `RTGSRV=${server}` }, ...opts });
+export function pinnedClient(
+  c: Cluster,
+  userId: string,
+  server: string,
+  opts: Partial<ManagerOptions & SocketOptions> = {},
+): Promise<E2EClient> {
+  return connectClient(c, userId, {
+    transports: ['websocket'],
+    withCredentials: false,
+    extraHeaders: { cookie: `RTGSRV=${server}` },
+    ...opts,
+  });
 }
 
 export interface Traffic {

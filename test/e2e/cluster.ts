@@ -60,12 +60,12 @@ export interface Cluster {
 }
 
 /** Reason printed by the tests that need process control when the suite targets an external cluster. */
-export const NEEDS_LOCAL = 'needs process control of a local cluster; skipped because E2E_BASE_URL targets an external cluster (the kind script deletes pods by itself)';
+export const NEEDS_LOCAL =
+  'needs process control of a local cluster; skipped because E2E_BASE_URL targets an external cluster (the kind script deletes pods by itself)';
 
 /** `describe` for scenarios that kill, pause or restart processes: skipped (with a message) against an external cluster. */
 export const describeLocal: jest.Describe = EXTERNAL
   ? (((name: string, fn: () => void) => {
-       
       console.warn(`[e2e] skipping "${name}": ${NEEDS_LOCAL}`);
       return describe.skip(`${name} [skipped: needs process control; E2E_BASE_URL targets an external cluster]`, fn);
     }) as unknown as jest.Describe)
@@ -183,7 +183,7 @@ function ensureBuilt(): void {
     if (!stale()) return;
     const r = spawnSync('npm', ['run', 'build'], { cwd: ROOT, encoding: 'utf8', timeout: 120000 });
     if (r.status !== 0 && !fs.existsSync(main)) throw new Error(`npm run build failed:\n${r.stdout}\n${r.stderr}`);
-     
+
     if (r.status !== 0) console.warn(`[e2e] npm run build failed; using the existing dist/:\n${r.stdout.slice(-2000)}`);
   } finally {
     fs.rmSync(lock, { recursive: true, force: true });
@@ -290,7 +290,14 @@ process.on('exit', () => {
   }
 });
 
-function localCluster(opts: ClusterOptions, runDir: string, env: NodeJS.ProcessEnv, ports: Record<string, number>, nGw: number, nWk: number): Cluster {
+function localCluster(
+  opts: ClusterOptions,
+  runDir: string,
+  env: NodeJS.ProcessEnv,
+  ports: Record<string, number>,
+  nGw: number,
+  nWk: number,
+): Cluster {
   const gateways = Array.from({ length: nGw }, (_, i) => `gateway-${i + 1}`);
   const workers = Array.from({ length: nWk }, (_, i) => `worker-${i + 1}`);
   const index = (name: string) => Number(name.split('-')[1]) - 1;

@@ -13,7 +13,16 @@ import { record, summary } from './results';
 jest.setTimeout(180000);
 
 const CHROMIUM = process.env.E2E_CHROMIUM ?? '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 const WAIT = { timeout: 15000 };
 
 /** Logs in by name (development login), or with a token when the gateway has no development login. */
@@ -24,7 +33,10 @@ async function login(c: Cluster, ctx: BrowserContext, name: string, polling: boo
   if (polling) await page.check('#polling');
   await page.fill('#name', name);
   await page.press('#name', 'Enter');
-  await Promise.race([page.locator('#app').waitFor({ state: 'visible', ...WAIT }), page.locator('#tokenForm').waitFor({ state: 'visible', ...WAIT })]);
+  await Promise.race([
+    page.locator('#app').waitFor({ state: 'visible', ...WAIT }),
+    page.locator('#tokenForm').waitFor({ state: 'visible', ...WAIT }),
+  ]);
   if (await page.locator('#tokenForm').isVisible()) {
     await page.fill('#token', await c.token(name));
     await page.press('#token', 'Enter');
@@ -114,7 +126,12 @@ describe('the demo page in headless Chromium through the balancer', () => {
           await ctxC.close();
         }
       }
-      record(__filename, `demo page: Chromium, ${label}`, { chatRoundTripMs: Date.now() - t0, gateways, directMessageToOfflineUser: dm, pageErrors: pageErrors.length });
+      record(__filename, `demo page: Chromium, ${label}`, {
+        chatRoundTripMs: Date.now() - t0,
+        gateways,
+        directMessageToOfflineUser: dm,
+        pageErrors: pageErrors.length,
+      });
       expect(pageErrors).toEqual([]);
     } finally {
       await ctxA.close();

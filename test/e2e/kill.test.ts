@@ -1,6 +1,18 @@
 import { io } from 'socket.io-client';
 import { describeLocal, useCluster } from './cluster';
-import { ask, closeAll, connectClient, duplicates, E2EClient, FAST_RECONNECT, pct, pinnedClient, sleep, startTraffic, until } from './clients';
+import {
+  ask,
+  closeAll,
+  connectClient,
+  duplicates,
+  E2EClient,
+  FAST_RECONNECT,
+  pct,
+  pinnedClient,
+  sleep,
+  startTraffic,
+  until,
+} from './clients';
 import { record, summary } from './results';
 
 // A gateway is SIGKILLed while messages flow: its clients reconnect through the balancer to a
@@ -39,7 +51,11 @@ describeLocal('SIGKILL a gateway under load', () => {
     // Senders and the observer are pinned to gateway-1: the kill must not touch them.
     const senders = await Promise.all([0, 1, 2].map((i) => pinnedClient(c, `kill-${tag}-sender${i}`, 'gw1', FAST_RECONNECT)));
     const observer = await pinnedClient(c, `kill-${tag}-observer`, 'gw3', FAST_RECONNECT);
-    const sub = await ask(observer.socket, 'presence:subscribe', clients.map((cl) => cl.userId));
+    const sub = await ask(
+      observer.socket,
+      'presence:subscribe',
+      clients.map((cl) => cl.userId),
+    );
     expect(sub.ok).toBe(true);
     expect((sub.users as Array<{ status: string }>).every((u) => u.status === 'online')).toBe(true);
     const presenceEvents: Array<{ userId: string; status: string; at: number }> = [];
@@ -62,7 +78,9 @@ describeLocal('SIGKILL a gateway under load', () => {
     // Every acknowledged message reaches every client once, including those sent while the victims were away.
     const ids = traffic.acked.map((a) => a.id);
     const everyone = [...clients];
-    await until(() => everyone.every((cl) => ids.every((id) => cl.counts.has(id))), 30000, 'every message at every client').catch(() => undefined);
+    await until(() => everyone.every((cl) => ids.every((id) => cl.counts.has(id))), 30000, 'every message at every client').catch(
+      () => undefined,
+    );
     // For each victim: from the kill until it had every message acked before it was back (its catch-up).
     const catchUpMs = victims.map((v) => {
       const backAt = v.connects.find((k) => k.at > tKill)!.at;
@@ -73,7 +91,14 @@ describeLocal('SIGKILL a gateway under load', () => {
     const lostDetail = everyone.flatMap((cl) =>
       traffic.acked
         .filter((a) => !cl.counts.has(a.id))
-        .map((a) => ({ client: cl.userId, victim: victims.includes(cl), room: a.room, seq: a.seq, ackedMsAfterKill: a.at - tKill, backMsAfterKill: (cl.connects.find((k) => k.at > tKill)?.at ?? NaN) - tKill })),
+        .map((a) => ({
+          client: cl.userId,
+          victim: victims.includes(cl),
+          room: a.room,
+          seq: a.seq,
+          ackedMsAfterKill: a.at - tKill,
+          backMsAfterKill: (cl.connects.find((k) => k.at > tKill)?.at ?? NaN) - tKill,
+        })),
     );
     if (lostDetail.length) console.log('lost messages', JSON.stringify(lostDetail.slice(0, 20)));
     const duringOutage = traffic.acked.filter((a) => a.at >= tKill && a.at <= tAllBack).length;
@@ -93,7 +118,11 @@ describeLocal('SIGKILL a gateway under load', () => {
     let membersOk = false;
     await until(
       async () => {
-        const p = await ask(observer.socket, 'get-presence', clients.map((cl) => cl.userId));
+        const p = await ask(
+          observer.socket,
+          'get-presence',
+          clients.map((cl) => cl.userId),
+        );
         presenceOk = p.ok && (p.users as Array<{ status: string }>).every((u) => u.status === 'online');
         const m = await ask(observer.socket, 'get-room-members', rooms[0]);
         const members = (m.members ?? []) as Array<{ userId: string; sockets: number }>;
@@ -105,7 +134,11 @@ describeLocal('SIGKILL a gateway under load', () => {
     ).catch(() => undefined);
     const convergeMs = Date.now() - tP;
     // the reaper has removed the dead pod from the cluster's list
-    const admin = io(`${c.baseUrl}/admin`, { auth: { token: await c.token(`kill-${tag}-admin`, { roles: ['admin'] }) }, transports: ['websocket'], forceNew: true });
+    const admin = io(`${c.baseUrl}/admin`, {
+      auth: { token: await c.token(`kill-${tag}-admin`, { roles: ['admin'] }) },
+      transports: ['websocket'],
+      forceNew: true,
+    });
     let pods: string[] = [];
     await until(
       async () => {

@@ -32,16 +32,31 @@ describe('200 clients in rooms behind the balancer', () => {
     // (which the kind script disturbs meanwhile) clients reconnect and sends retry transient errors.
     const opts = c.local ? {} : FAST_RECONNECT;
     const send = c.local ? ask : askRetry;
-    const polling = await connectMany(c, ids.filter((_, i) => i % 10 === 0), { ...opts, transports: ['polling'] }, 10);
-    const ws = await connectMany(c, ids.filter((_, i) => i % 10 !== 0), { ...opts, transports: ['websocket'] }, 20);
+    const polling = await connectMany(
+      c,
+      ids.filter((_, i) => i % 10 === 0),
+      { ...opts, transports: ['polling'] },
+      10,
+    );
+    const ws = await connectMany(
+      c,
+      ids.filter((_, i) => i % 10 !== 0),
+      { ...opts, transports: ['websocket'] },
+      20,
+    );
     const byId = new Map([...polling, ...ws].map((cl) => [cl.userId, cl]));
     const clients: E2EClient[] = ids.map((id) => byId.get(id)!);
     const connectMs = Date.now() - t0;
 
     const receivedAt = new Map<string, number[]>();
-    for (const cl of clients) cl.socket.on('message', (m: { id: string; timestamp: number }) => receivedAt.set(m.id, [...(receivedAt.get(m.id) ?? []), Date.now() - m.timestamp]));
+    for (const cl of clients)
+      cl.socket.on('message', (m: { id: string; timestamp: number }) =>
+        receivedAt.set(m.id, [...(receivedAt.get(m.id) ?? []), Date.now() - m.timestamp]),
+      );
 
-    const joins = await Promise.all(clients.map(async (cl, i) => [await send(cl.socket, 'join-room', roomOf(i)), await send(cl.socket, 'join-room', all)]));
+    const joins = await Promise.all(
+      clients.map(async (cl, i) => [await send(cl.socket, 'join-room', roomOf(i)), await send(cl.socket, 'join-room', all)]),
+    );
     expect(joins.flat().filter((j) => !j.ok)).toEqual([]);
     const members = await ask(clients[0].socket, 'get-room-members', roomOf(0));
     expect(members).toMatchObject({ ok: true, count: CLIENTS / ROOMS });
@@ -104,7 +119,10 @@ describe('200 clients in rooms behind the balancer', () => {
       latencyP50Ms: pct(latencies, 50),
       latencyP99Ms: pct(latencies, 99),
       latencyMaxMs: pct(latencies, 100),
-      gateways: clients.reduce<Record<string, number>>((m, cl) => ((m[cl.connects[0]?.server ?? 'ws'] = (m[cl.connects[0]?.server ?? 'ws'] ?? 0) + 1), m), {}),
+      gateways: clients.reduce<Record<string, number>>(
+        (m, cl) => ((m[cl.connects[0]?.server ?? 'ws'] = (m[cl.connects[0]?.server ?? 'ws'] ?? 0) + 1), m),
+        {},
+      ),
     });
     expect(sent).toBe(CLIENTS * PER_CLIENT + ALL_SENDERS * PER_ALL_SENDER);
     expect(lost).toBe(0);

@@ -157,7 +157,13 @@ describe('10,000 malformed inputs over websocket and long-polling', () => {
 
     // Well-behaved probes: websocket and long-polling, in one room, exchanging messages all along.
     const probes: E2EClient[] = [];
-    for (let i = 0; i < 4; i++) probes.push(await connectClient(c, `probe-${tag}-${i}`, { ...(c.local ? {} : FAST_RECONNECT), transports: i % 2 ? ['polling'] : ['websocket'] }));
+    for (let i = 0; i < 4; i++)
+      probes.push(
+        await connectClient(c, `probe-${tag}-${i}`, {
+          ...(c.local ? {} : FAST_RECONNECT),
+          transports: i % 2 ? ['polling'] : ['websocket'],
+        }),
+      );
     for (const p of probes) expect(await ask(p.socket, 'join-room', room)).toMatchObject({ ok: true });
     const probeSent: string[] = [];
     const probeFailed: unknown[] = [];
@@ -196,7 +202,22 @@ describe('10,000 malformed inputs over websocket and long-polling', () => {
     };
 
     // 1. Bad Engine.IO packets (each ends its connection), 1,500.
-    const engineFrames = () => pick(['9', 'x', '', '7abc', '5', '1', '4', '8{}', '0{"sid":"forged"}', '2probe', '3', randomText(1 + Math.floor(rand() * 64)), `b${randomText(20)}`]);
+    const engineFrames = () =>
+      pick([
+        '9',
+        'x',
+        '',
+        '7abc',
+        '5',
+        '1',
+        '4',
+        '8{}',
+        '0{"sid":"forged"}',
+        '2probe',
+        '3',
+        randomText(1 + Math.floor(rand() * 64)),
+        `b${randomText(20)}`,
+      ]);
     for (let i = 0; i < 1500; i++) add('engine.io garbage', 1, () => oneShot(c, stats, 'engine.io garbage', engineFrames()));
     // 2. Bad Socket.IO packets (each ends its connection), 1,500.
     const deep = '42["message",' + '['.repeat(20000) + ']'.repeat(20000) + ']';
@@ -329,8 +350,17 @@ describe('10,000 malformed inputs over websocket and long-polling', () => {
         r.ws.close();
       });
     // 6. Frames beyond the 64 KB limit (text and binary), 50; 7. random bytes as binary frames, 450.
-    for (let i = 0; i < 50; i++) add('huge frame', 1, () => oneShot(c, stats, 'huge frame', i % 2 ? randomBytes(100 * 1024) : `42["message",{"roomId":"r","text":"${'a'.repeat(100 * 1024)}"}]`));
-    for (let i = 0; i < 450; i++) add('random bytes', 1, () => oneShot(c, stats, 'random bytes', randomBytes(1 + Math.floor(rand() * 512))));
+    for (let i = 0; i < 50; i++)
+      add('huge frame', 1, () =>
+        oneShot(
+          c,
+          stats,
+          'huge frame',
+          i % 2 ? randomBytes(100 * 1024) : `42["message",{"roomId":"r","text":"${'a'.repeat(100 * 1024)}"}]`,
+        ),
+      );
+    for (let i = 0; i < 450; i++)
+      add('random bytes', 1, () => oneShot(c, stats, 'random bytes', randomBytes(1 + Math.floor(rand() * 512))));
     // 8. Long-polling: bad handshakes, unknown sessions, garbage and oversized bodies, bad tokens: 500 requests.
     const base = `${c.baseUrl}/socket.io/`;
     const pollingBad = [
@@ -356,7 +386,11 @@ describe('10,000 malformed inputs over websocket and long-polling', () => {
         const cookie = String(hs.headers['set-cookie']?.[0] ?? '').split(';')[0];
         const url = `${base}?EIO=4&transport=polling&sid=${encodeURIComponent(sid)}`;
         const headers: Record<string, string> = { 'content-type': 'text/plain;charset=UTF-8', ...(cookie ? { cookie } : {}) };
-        const bodies = [`40${JSON.stringify({ token: pick(badTokens) })}`, 'x'.repeat(100 * 1024), pick(['9zz', '4{', randomText(40), '42["message",1]'])];
+        const bodies = [
+          `40${JSON.stringify({ token: pick(badTokens) })}`,
+          'x'.repeat(100 * 1024),
+          pick(['9zz', '4{', randomText(40), '42["message",1]']),
+        ];
         for (const body of bodies) {
           const r = await request('POST', url, body, headers);
           count(stats.httpStatus, String(r.status));
@@ -385,7 +419,9 @@ describe('10,000 malformed inputs over websocket and long-polling', () => {
     probing = false;
     await prober;
     for (let i = 0; i < 4; i++) await probeSend(`after ${i}`);
-    await until(() => probes.every((p) => probeSent.every((id) => p.counts.has(id))), 15000, 'every probe message at every probe').catch(() => undefined);
+    await until(() => probes.every((p) => probeSent.every((id) => p.counts.has(id))), 15000, 'every probe message at every probe').catch(
+      () => undefined,
+    );
     const probeLost = probes.reduce((n, p) => n + probeSent.filter((id) => !p.counts.has(id)).length, 0);
     await sleep(500);
     const m1 = await metric();
@@ -410,7 +446,9 @@ describe('10,000 malformed inputs over websocket and long-polling', () => {
       metricEventsNotOkDelta: m1.notOk - m0.notOk,
       metricAuthFailuresDelta: m1.auth - m0.auth,
       metricEventsDroppedDelta: m1.dropped - m0.dropped,
-      processesAliveSamePids: c.local ? Object.keys(pidsBefore).every((n) => c.alive(n) && pidsBefore[n] === pidsAfter[n]) : 'n/a (external)',
+      processesAliveSamePids: c.local
+        ? Object.keys(pidsBefore).every((n) => c.alive(n) && pidsBefore[n] === pidsAfter[n])
+        : 'n/a (external)',
       probeMessages: probeSent.length,
       probeMessagesLost: probeLost,
       probeFailedAcks: probeFailed.length,

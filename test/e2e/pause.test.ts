@@ -49,7 +49,11 @@ describeLocal('a gateway paused past the reap time, then resumed', () => {
     const tStop = Date.now();
     await c.kill(PAUSED, 'SIGSTOP');
     // The cluster gives the silent pod up: its users go offline, its memberships go.
-    await until(() => victims.every((v) => events.some((e) => e.userId === v.userId && e.status === 'offline' && e.at > tStop)), 15000, 'the paused pod users to be announced offline');
+    await until(
+      () => victims.every((v) => events.some((e) => e.userId === v.userId && e.status === 'offline' && e.at > tStop)),
+      15000,
+      'the paused pod users to be announced offline',
+    );
     const offlineMs = Date.now() - tStop;
     const during = await ask(observer.socket, 'get-room-members', room);
     expect(during).toMatchObject({ ok: true, count: CLIENTS - victims.length });
@@ -73,21 +77,28 @@ describeLocal('a gateway paused past the reap time, then resumed', () => {
       const members = (m.members ?? []) as Array<{ userId: string; sockets: number }>;
       return {
         presenceOk: stayers.every((s) => status.get(s.userId) === 'online') && leavers.every((l) => status.get(l.userId) === 'offline'),
-        membersOk: m.count === stayers.length && members.every((x) => x.sockets === 1) && !members.some((x) => leavers.some((l) => l.userId === x.userId)),
+        membersOk:
+          m.count === stayers.length &&
+          members.every((x) => x.sockets === 1) &&
+          !members.some((x) => leavers.some((l) => l.userId === x.userId)),
         members,
         status: Object.fromEntries(status),
       };
     };
     const tCheck = Date.now();
     let state = await check();
-    await until(async () => (state = await check()).presenceOk && state.membersOk, 15000, 'presence and members to be truthful').catch(() => undefined);
+    await until(async () => (state = await check()).presenceOk && state.membersOk, 15000, 'presence and members to be truthful').catch(
+      () => undefined,
+    );
     const convergedMs = Date.now() - tCheck;
     const first = state;
     await sleep(2000); // more than heartbeats, the reap time and the grace period
     const later = await check();
 
     const ids = traffic.acked.map((a) => a.id);
-    await until(() => stayers.every((cl) => ids.every((id) => cl.counts.has(id))), 20000, 'every message at every staying client').catch(() => undefined);
+    await until(() => stayers.every((cl) => ids.every((id) => cl.counts.has(id))), 20000, 'every message at every staying client').catch(
+      () => undefined,
+    );
     const lost = stayers.reduce((n, cl) => n + ids.filter((id) => !cl.counts.has(id)).length, 0);
     const leaverOnlineAgain = events.filter((e) => leavers.some((l) => l.userId === e.userId) && e.status === 'online' && e.at > tStop);
     const backRecovered = victimsStaying.map((v) => v.connects.find((k) => k.at > tCont)!.recovered);

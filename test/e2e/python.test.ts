@@ -44,9 +44,33 @@ describe('python-socketio and socket.io-client talk through the balancer', () =>
     js.socket.on('direct-message', (m: { id: string; from: string; text: string }) => dms.push(m));
 
     const t0 = Date.now();
-    const proc = spawn('python3', [PY, '--url', c.baseUrl, '--token', await c.token(pyUser), '--room', room, '--peer', jsUser, '--send', String(SEND), '--expect', String(SEND), '--expect-direct', '1', '--transports', transports, '--timeout', '30'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const proc = spawn(
+      'python3',
+      [
+        PY,
+        '--url',
+        c.baseUrl,
+        '--token',
+        await c.token(pyUser),
+        '--room',
+        room,
+        '--peer',
+        jsUser,
+        '--send',
+        String(SEND),
+        '--expect',
+        String(SEND),
+        '--expect-direct',
+        '1',
+        '--transports',
+        transports,
+        '--timeout',
+        '30',
+      ],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     const lines: PyLine[] = [];
     let stderr = '';
     proc.stderr.on('data', (d) => (stderr += d));
@@ -75,7 +99,7 @@ describe('python-socketio and socket.io-client talk through the balancer', () =>
       clearTimeout(timer);
       const ms = Date.now() - t0;
 
-      const pyAcks = lines.filter((l) => l.event === 'ack' && l.kind === 'message').map((l) => (l.ack as { ok: boolean; id: string }));
+      const pyAcks = lines.filter((l) => l.event === 'ack' && l.kind === 'message').map((l) => l.ack as { ok: boolean; id: string });
       const pyDmAck = lines.find((l) => l.event === 'ack' && l.kind === 'direct-message')?.ack as { ok: boolean } | undefined;
       const pyGot = lines.filter((l) => l.event === 'message' && l.userId === jsUser);
       const jsGot = js.messages.filter((m) => m.userId === pyUser);
@@ -103,7 +127,9 @@ describe('python-socketio and socket.io-client talk through the balancer', () =>
       // JS got each python message once, and the direct messages crossed
       expect(jsGot.map((m) => m.id).sort()).toEqual(pyAcks.map((a) => a.id).sort());
       expect(dms).toEqual([expect.objectContaining({ from: pyUser, text: 'direct from python' })]);
-      expect(lines.filter((l) => l.event === 'direct-message')).toEqual([expect.objectContaining({ from: jsUser, text: 'direct from js' })]);
+      expect(lines.filter((l) => l.event === 'direct-message')).toEqual([
+        expect.objectContaining({ from: jsUser, text: 'direct from js' }),
+      ]);
       expect(lines.find((l) => l.event === 'done')?.transport).toBe(transports === 'polling' ? 'polling' : 'websocket');
     } finally {
       if (proc.exitCode === null) proc.kill('SIGKILL');

@@ -29,7 +29,10 @@ describeLocal('Redis restarted under load', () => {
 
     const clients: E2EClient[] = [];
     for (let i = 0; i < CLIENTS; i++) {
-      const cl = await connectClient(c, `redis-${tag}-u${i}`, { ...FAST_RECONNECT, transports: i % 3 === 2 ? ['polling'] : ['polling', 'websocket'] });
+      const cl = await connectClient(c, `redis-${tag}-u${i}`, {
+        ...FAST_RECONNECT,
+        transports: i % 3 === 2 ? ['polling'] : ['polling', 'websocket'],
+      });
       // Like the demo page: a session that could not be recovered joins its rooms again.
       cl.socket.on('connect', () => void (!cl.socket.recovered && ask(cl.socket, 'join-room', room)));
       clients.push(cl);
@@ -73,7 +76,10 @@ describeLocal('Redis restarted under load', () => {
     const redisStartMs = await c.restart('redis');
     await until(
       async () => {
-        const s = await Promise.all([...c.gateways.map((g) => httpGet(`${c.gatewayUrl(g)}/readyz`, 2000)), ...Object.values(c.metricsUrls.workers).map((u) => httpGet(u.replace('/metrics', '/readyz'), 2000))]);
+        const s = await Promise.all([
+          ...c.gateways.map((g) => httpGet(`${c.gatewayUrl(g)}/readyz`, 2000)),
+          ...Object.values(c.metricsUrls.workers).map((u) => httpGet(u.replace('/metrics', '/readyz'), 2000)),
+        ]);
         return s.every((x) => x.status === 200);
       },
       30000,
@@ -95,7 +101,11 @@ describeLocal('Redis restarted under load', () => {
     await sleep(1500);
     await traffic.stop();
     const after = traffic.acked.filter((a) => a.at > tStart + readyAgainMs);
-    await until(() => clients.every((cl) => after.every((a) => cl.counts.has(a.id))), 20000, 'messages after the restart at every client').catch(() => undefined);
+    await until(
+      () => clients.every((cl) => after.every((a) => cl.counts.has(a.id))),
+      20000,
+      'messages after the restart at every client',
+    ).catch(() => undefined);
     const lostAfter = clients.reduce((n, cl) => n + after.filter((a) => !cl.counts.has(a.id)).length, 0);
     const beforeKill = traffic.acked.filter((a) => a.at < tKill);
     const lostBefore = clients.reduce((n, cl) => n + beforeKill.filter((a) => !cl.counts.has(a.id)).length, 0);

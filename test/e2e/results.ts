@@ -22,7 +22,12 @@ function fragmentPath(file: string): string {
 export function record(file: string, scenario: string, figures: Figures): void {
   fs.mkdirSync(FRAGMENTS, { recursive: true });
   const p = fragmentPath(file);
-  let frag: { run: string; file: string; finishedAt: string; scenarios: Record<string, Figures> } = { run: RUN_ID, file: path.basename(file), finishedAt: '', scenarios: {} };
+  let frag: { run: string; file: string; finishedAt: string; scenarios: Record<string, Figures> } = {
+    run: RUN_ID,
+    file: path.basename(file),
+    finishedAt: '',
+    scenarios: {},
+  };
   try {
     const prev = JSON.parse(fs.readFileSync(p, 'utf8'));
     if (prev.run === RUN_ID) frag = prev;
@@ -33,7 +38,7 @@ export function record(file: string, scenario: string, figures: Figures): void {
   frag.finishedAt = new Date().toISOString();
   fs.writeFileSync(p, JSON.stringify(frag, null, 2));
   merge();
-   
+
   console.log(`[e2e results] ${scenario}: ${JSON.stringify(figures)}`);
 }
 
@@ -77,6 +82,6 @@ export function summary(file: string): void {
       for (const [k, v] of Object.entries(figs)) lines.push(`    ${k.padEnd(34)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
     }
   }
-   
+
   console.log(lines.join('\n'));
 }

@@ -36,10 +36,12 @@ describeLocal('rolling restart of every gateway behind the balancer', () => {
     const SENDER = { ...FAST_RECONNECT, retries: 5, ackTimeout: 10000 };
     const clients: E2EClient[] = [];
     for (let i = 0; i < CLIENTS; i++) clients.push(await connectClient(c, `roll-${tag}-u${i}`, i < 3 ? SENDER : FAST_RECONNECT));
-    for (let i = 0; i < POLLING_CLIENTS; i++) clients.push(await connectClient(c, `roll-${tag}-p${i}`, { ...(i === 0 ? SENDER : FAST_RECONNECT), transports: ['polling'] }));
+    for (let i = 0; i < POLLING_CLIENTS; i++)
+      clients.push(await connectClient(c, `roll-${tag}-p${i}`, { ...(i === 0 ? SENDER : FAST_RECONNECT), transports: ['polling'] }));
     for (const cl of clients) for (const r of rooms) expect(await ask(cl.socket, 'join-room', r)).toMatchObject({ ok: true });
     const news = new Map<string, Map<string, number>>(clients.map((cl) => [cl.userId, new Map()]));
-    for (const cl of clients) cl.socket.on('news', (d: { pid: string }) => news.get(cl.userId)!.set(d.pid, (news.get(cl.userId)!.get(d.pid) ?? 0) + 1));
+    for (const cl of clients)
+      cl.socket.on('news', (d: { pid: string }) => news.get(cl.userId)!.set(d.pid, (news.get(cl.userId)!.get(d.pid) ?? 0) + 1));
 
     // Client traffic: three websocket and one polling client send, acks awaited.
     const senders = [clients[0], clients[1], clients[2], clients[CLIENTS]];
@@ -60,7 +62,14 @@ describeLocal('rolling restart of every gateway behind the balancer', () => {
     })();
 
     await sleep(1000);
-    const cycles: Array<{ gateway: string; clientsMoved: number; drainMs: number; restartMs: number; reconnectMsP50: number; reconnectMsMax: number }> = [];
+    const cycles: Array<{
+      gateway: string;
+      clientsMoved: number;
+      drainMs: number;
+      restartMs: number;
+      reconnectMsP50: number;
+      reconnectMsMax: number;
+    }> = [];
     for (const g of c.gateways) {
       const before = new Map(clients.map((cl) => [cl.userId, cl.disconnects.length]));
       const tTerm = Date.now();
@@ -75,7 +84,14 @@ describeLocal('rolling restart of every gateway behind the balancer', () => {
         const d = cl.disconnects[before.get(cl.userId)!];
         return cl.connects.find((k) => k.at >= d.at)!.at - d.at;
       });
-      cycles.push({ gateway: g, clientsMoved: moved.length, drainMs, restartMs, reconnectMsP50: pct(reconnects, 50), reconnectMsMax: pct(reconnects, 100) });
+      cycles.push({
+        gateway: g,
+        clientsMoved: moved.length,
+        drainMs,
+        restartMs,
+        reconnectMsP50: pct(reconnects, 50),
+        reconnectMsMax: pct(reconnects, 100),
+      });
     }
     await sleep(500);
     await traffic.stop();
@@ -83,7 +99,11 @@ describeLocal('rolling restart of every gateway behind the balancer', () => {
     await publisher;
 
     const ids = traffic.acked.map((a) => a.id);
-    await until(() => clients.every((cl) => ids.every((id) => cl.counts.has(id)) && published.every((p) => news.get(cl.userId)!.has(p))), 30000, 'every message and publish at every client').catch(() => undefined);
+    await until(
+      () => clients.every((cl) => ids.every((id) => cl.counts.has(id)) && published.every((p) => news.get(cl.userId)!.has(p))),
+      30000,
+      'every message and publish at every client',
+    ).catch(() => undefined);
     await sleep(300);
     const lostMessages = clients.reduce((n, cl) => n + ids.filter((id) => !cl.counts.has(id)).length, 0);
     const lostPublishes = clients.reduce((n, cl) => n + published.filter((p) => !news.get(cl.userId)!.has(p)).length, 0);
@@ -91,25 +111,40 @@ describeLocal('rolling restart of every gateway behind the balancer', () => {
     const reconnects = clients.flatMap((cl) => cl.connects.slice(1));
     // A message sent twice (a retry of an event the pod had processed) shows as one seq with two ids.
     const idsBySeq = new Map<number, Set<string>>();
-    for (const m of clients[5].messages) if (typeof m.data?.seq === 'number') idsBySeq.set(m.data.seq as number, new Set([...(idsBySeq.get(m.data.seq as number) ?? []), m.id]));
+    for (const m of clients[5].messages)
+      if (typeof m.data?.seq === 'number')
+        idsBySeq.set(m.data.seq as number, new Set([...(idsBySeq.get(m.data.seq as number) ?? []), m.id]));
     const resentDuplicates = [...idsBySeq.values()].filter((v) => v.size > 1).length;
     const pollingSender = clients[CLIENTS].userId;
     const dupSeqs = [...idsBySeq.entries()].filter(([, v]) => v.size > 1).map(([k]) => k);
     const lostDetail = clients.flatMap((cl) =>
       traffic.acked
         .filter((x) => !cl.counts.has(x.id))
-        .map((x) => ({ client: cl.userId, seq: x.seq, sender: x.sender, ackedAt: x.at, disconnects: cl.disconnects.map((d) => `${d.reason}@${d.at}`), connects: cl.connects.map((k) => `${k.recovered}@${k.at}`) })),
+        .map((x) => ({
+          client: cl.userId,
+          seq: x.seq,
+          sender: x.sender,
+          ackedAt: x.at,
+          disconnects: cl.disconnects.map((d) => `${d.reason}@${d.at}`),
+          connects: cl.connects.map((k) => `${k.recovered}@${k.at}`),
+        })),
     );
     if (dupSeqs.length || lostDetail.length) {
-       
-      console.log('rolling: details', JSON.stringify({ dup: traffic.acked.filter((x) => dupSeqs.includes(x.seq)), lost: lostDetail.slice(0, 10) }));
+      console.log(
+        'rolling: details',
+        JSON.stringify({ dup: traffic.acked.filter((x) => dupSeqs.includes(x.seq)), lost: lostDetail.slice(0, 10) }),
+      );
     }
     const connectErrors = clients.flatMap((cl) => cl.connectErrors.map((e) => `${cl.userId}: ${e.message}`));
     const reasons = clients.flatMap((cl) => cl.disconnects.map((d) => d.reason));
 
     // Afterwards: every client in both rooms once, every user online, every gateway serving.
     const m = await ask(clients[5].socket, 'get-room-members', rooms[0]);
-    const p = await ask(clients[5].socket, 'get-presence', clients.map((cl) => cl.userId));
+    const p = await ask(
+      clients[5].socket,
+      'get-presence',
+      clients.map((cl) => cl.userId),
+    );
     record(__filename, 'rolling restart: SIGTERM + restart each of 3 gateways', {
       clients: clients.length,
       pollingOnlyClients: POLLING_CLIENTS,

@@ -15,7 +15,11 @@ export const TEST_SECRET = 'test-secret-that-is-at-least-32-bytes-long!!';
 export const ROOT = path.resolve(__dirname, '../..');
 
 /** Signs an HS256 token for tests. */
-export async function token(sub: string, claims: Record<string, unknown> = {}, opts: { secret?: string; expiresIn?: string | number | null } = {}): Promise<string> {
+export async function token(
+  sub: string,
+  claims: Record<string, unknown> = {},
+  opts: { secret?: string; expiresIn?: string | number | null } = {},
+): Promise<string> {
   let jwt = new SignJWT({ ...claims }).setProtectedHeader({ alg: 'HS256' }).setSubject(sub).setIssuedAt();
   if (opts.expiresIn !== null) jwt = jwt.setExpirationTime(opts.expiresIn ?? '1h');
   return jwt.sign(new TextEncoder().encode(opts.secret ?? TEST_SECRET));
@@ -37,14 +41,29 @@ export interface RunningGateway {
 
 /** Config for a test process: JWT auth with TEST_SECRET, ephemeral ports, quiet logs. */
 export function testConfig(env: Record<string, string | undefined> = {}, service: 'gateway' | 'worker' = 'gateway'): Config {
-  return loadConfig({ JWT_SECRET: TEST_SECRET, PORT: '0', METRICS_PORT: '0', HOST: '127.0.0.1', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', SHUTDOWN_DELAY_MS: '0', DRAIN_TIMEOUT_MS: '2000', ...env }, service);
+  return loadConfig(
+    {
+      JWT_SECRET: TEST_SECRET,
+      PORT: '0',
+      METRICS_PORT: '0',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+      SHUTDOWN_DELAY_MS: '0',
+      DRAIN_TIMEOUT_MS: '2000',
+      ...env,
+    },
+    service,
+  );
 }
 
 /**
  * Starts `n` gateways in this process (ephemeral ports). With `redisUrl` they share Redis
  * (the clustered engine); without, one gateway runs the in-memory engine.
  */
-export async function startGateways(n: number, env: Record<string, string | undefined> = {}): Promise<{ gateways: RunningGateway[]; stop(): Promise<void> }> {
+export async function startGateways(
+  n: number,
+  env: Record<string, string | undefined> = {},
+): Promise<{ gateways: RunningGateway[]; stop(): Promise<void> }> {
   const gateways: RunningGateway[] = [];
   const prefix = env.REDIS_KEY_PREFIX ?? uniquePrefix();
   for (let i = 0; i < n; i++) {
@@ -63,7 +82,9 @@ export async function startGateways(n: number, env: Record<string, string | unde
 }
 
 /** Starts a worker in this process. */
-export async function startWorker(env: Record<string, string | undefined>): Promise<{ worker: Worker; port: number; metricsPort: number; metrics: Metrics; stop(): Promise<void> }> {
+export async function startWorker(
+  env: Record<string, string | undefined>,
+): Promise<{ worker: Worker; port: number; metricsPort: number; metrics: Metrics; stop(): Promise<void> }> {
   const cfg = testConfig(env, 'worker');
   const metrics = createMetrics(new Registry(), { defaults: false });
   const worker = createWorker(cfg, createLogger('worker', cfg.logLevel, cfg.podName), metrics);
@@ -74,7 +95,11 @@ export async function startWorker(env: Record<string, string | undefined>): Prom
 const clients = new Set<ClientSocket>();
 
 /** Connects a stock socket.io-client; resolves once connected (rejects with the connect_error). */
-export function connect(url: string, auth: Record<string, unknown>, opts: Partial<ManagerOptions & SocketOptions> = {}): Promise<ClientSocket> {
+export function connect(
+  url: string,
+  auth: Record<string, unknown>,
+  opts: Partial<ManagerOptions & SocketOptions> = {},
+): Promise<ClientSocket> {
   const s = ioc(url, { auth, transports: ['websocket'], reconnection: false, forceNew: true, ...opts });
   clients.add(s);
   return new Promise((resolve, reject) => {
@@ -140,7 +165,9 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 5000, w
 export async function metricValue(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
   const m = await metrics.registry.getSingleMetric(name)?.get();
   if (!m) throw new Error(`no metric ${name}`);
-  return m.values.filter((v) => Object.entries(labels).every(([k, val]) => String((v.labels as Record<string, unknown>)[k]) === val)).reduce((a, v) => a + v.value, 0);
+  return m.values
+    .filter((v) => Object.entries(labels).every(([k, val]) => String((v.labels as Record<string, unknown>)[k]) === val))
+    .reduce((a, v) => a + v.value, 0);
 }
 
 export interface GatewayProcess {
@@ -157,7 +184,16 @@ export async function spawnService(service: 'gateway' | 'worker', env: Record<st
   const port = await freePort();
   const metricsPort = await freePort();
   const proc = spawn(process.execPath, [path.join(ROOT, `dist/services/${service}/main.js`)], {
-    env: { PATH: process.env.PATH, JWT_SECRET: TEST_SECRET, HOST: '127.0.0.1', LOG_LEVEL: 'warn', PORT: String(port), METRICS_PORT: String(metricsPort), SHUTDOWN_DELAY_MS: '0', ...env },
+    env: {
+      PATH: process.env.PATH,
+      JWT_SECRET: TEST_SECRET,
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      PORT: String(port),
+      METRICS_PORT: String(metricsPort),
+      SHUTDOWN_DELAY_MS: '0',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -62,9 +62,24 @@ export async function startRedisCluster(opts: { masters?: number; readyTimeoutMs
       ports.push(port);
       // --dir keeps the nodes file out of the cwd; --cluster-config-file is relative to it.
       const args = [
-        '--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
-        '--cluster-enabled', 'yes', '--cluster-config-file', path.join(dir, `nodes-${port}.conf`),
-        '--cluster-node-timeout', '2000', '--save', '', '--appendonly', 'no', '--loglevel', 'warning',
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        path.join(dir, `nodes-${port}.conf`),
+        '--cluster-node-timeout',
+        '2000',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--loglevel',
+        'warning',
       ];
       const p = spawn('redis-server', args, { stdio: 'ignore' });
       procs.push(p);

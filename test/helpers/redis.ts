@@ -91,8 +91,16 @@ export async function startRedis(opts: { appendonly?: boolean; args?: string[] }
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rtg-redis-'));
   const args = [
-    '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '',
-    '--appendonly', opts.appendonly ? 'yes' : 'no',
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--dir',
+    dir,
+    '--save',
+    '',
+    '--appendonly',
+    opts.appendonly ? 'yes' : 'no',
     ...(opts.appendonly ? ['--appendfsync', 'always'] : []),
     ...(opts.args ?? []),
   ];

@@ -34,7 +34,8 @@ describe.each([
     await redis?.stop();
   });
 
-  const user = async (id: string, i: number, claims: Record<string, unknown> = {}, nsp = '') => connect(`${url(i)}${nsp}`, { token: await token(id, claims) });
+  const user = async (id: string, i: number, claims: Record<string, unknown> = {}, nsp = '') =>
+    connect(`${url(i)}${nsp}`, { token: await token(id, claims) });
   const stats = async (admin: ClientSocket): Promise<Stats> => admin.emitWithAck('admin:stats');
 
   /**
@@ -43,10 +44,14 @@ describe.each([
    */
   async function admin(): Promise<ClientSocket> {
     const a = await user('boss', 0, { roles: ['admin'] }, '/admin');
-    await until(async () => {
-      const s = await stats(a);
-      return s.ok && s.connections === 1 && s.pods.length === n;
-    }, 15000, 'a quiet cluster');
+    await until(
+      async () => {
+        const s = await stats(a);
+        return s.ok && s.connections === 1 && s.pods.length === n;
+      },
+      15000,
+      'a quiet cluster',
+    );
     return a;
   }
 
@@ -176,9 +181,19 @@ describe.each([
       const root = await user(`wz1-${i}`, 0, claims);
       const got = [answering(w1, 'ws-notice', 'wz1'), answering(w2, 'ws-notice', 'wz2')];
       const rootGot = answering(root, 'ws-notice', 'root');
-      const r = await a.emitWithAck('admin:broadcast', { namespace: `/workspace-${ws}`, event: 'ws-notice', data: { v: i }, timeoutMs: 5000 });
+      const r = await a.emitWithAck('admin:broadcast', {
+        namespace: `/workspace-${ws}`,
+        event: 'ws-notice',
+        data: { v: i },
+        timeoutMs: 5000,
+      });
       expect(r).toMatchObject({ ok: true, acked: 2, missing: 0 });
-      expect(r.responses).toEqual(expect.arrayContaining([{ from: 'wz1', echo: { v: i } }, { from: 'wz2', echo: { v: i } }]));
+      expect(r.responses).toEqual(
+        expect.arrayContaining([
+          { from: 'wz1', echo: { v: i } },
+          { from: 'wz2', echo: { v: i } },
+        ]),
+      );
       for (const g of got) expect(g).toEqual([{ v: i }]);
       expect(rootGot).toHaveLength(0);
       for (const s of [w1, w2, root]) s.disconnect();
@@ -213,12 +228,22 @@ describe.each([
   test('admin:disconnect-user disconnects every socket of that user on every pod and namespace', async () => {
     const a = await admin();
     const claims = { workspaces: ['acme'] };
-    const victim = [await user('victim', 0, claims), await user('victim', 1, claims), await user('victim', 2, claims), await user('victim', 1, claims, '/workspace-acme')];
+    const victim = [
+      await user('victim', 0, claims),
+      await user('victim', 1, claims),
+      await user('victim', 2, claims),
+      await user('victim', 1, claims, '/workspace-acme'),
+    ];
     const bystander = await user('bystander', 2);
     const gone = victim.map((s) => waitFor(s, 'disconnect'));
     const r = await a.emitWithAck('admin:disconnect-user', { userId: 'victim' });
     expect(r).toEqual({ ok: true, disconnected: 4 });
-    expect(await Promise.all(gone)).toEqual(['io server disconnect', 'io server disconnect', 'io server disconnect', 'io server disconnect']);
+    expect(await Promise.all(gone)).toEqual([
+      'io server disconnect',
+      'io server disconnect',
+      'io server disconnect',
+      'io server disconnect',
+    ]);
     expect(bystander.connected).toBe(true);
     expect((await bystander.emitWithAck('join-room', 'still-here')).ok).toBe(true);
     expect(a.connected).toBe(true);
@@ -249,6 +274,7 @@ describe.each([
     expect(err?.message).toBe('forbidden');
     expect(err?.data).toEqual({ code: 'forbidden', message: expect.any(String) });
     const pleb = await user('pleb', 0, { roles: ['user'] });
-    for (const ev of ['admin:stats', 'admin:broadcast', 'admin:disconnect-user']) expect((await pleb.emitWithAck(ev, { userId: 'boss' })).error.code).toBe('bad_request');
+    for (const ev of ['admin:stats', 'admin:broadcast', 'admin:disconnect-user'])
+      expect((await pleb.emitWithAck(ev, { userId: 'boss' })).error.code).toBe('bad_request');
   });
 });

@@ -23,7 +23,8 @@ function expectRefusal(err: Refusal, code: 'unauthorized' | 'forbidden' | 'rate_
   if (message) expect(err.data!.message).toMatch(message);
 }
 
-const failures = (g: RunningGateway, reason?: string) => metricValue(g.metrics, 'realtime_gateway_auth_failures_total', reason ? { reason } : {});
+const failures = (g: RunningGateway, reason?: string) =>
+  metricValue(g.metrics, 'realtime_gateway_auth_failures_total', reason ? { reason } : {});
 const connections = (g: RunningGateway, nsp = '/') => metricValue(g.metrics, 'realtime_gateway_connections', { nsp });
 
 // The same behaviour on both engines: one in-memory node, and two gateways sharing Redis.
@@ -68,8 +69,16 @@ describe.each([
     expectRefusal(await refused(g.url, { token: '' }), 'unauthorized');
     expectRefusal(await refused(g.url, { token: 12345 }), 'unauthorized');
     expectRefusal(await refused(g.url, { token: 'not-a-jwt' }), 'unauthorized', 'invalid token');
-    expectRefusal(await refused(g.url, { token: await token('alice', {}, { expiresIn: Math.floor(Date.now() / 1000) - 60 }) }), 'unauthorized', 'token expired');
-    expectRefusal(await refused(g.url, { token: await token('alice', {}, { secret: 'some-other-secret-that-is-32-bytes-long!' }) }), 'unauthorized', 'invalid token');
+    expectRefusal(
+      await refused(g.url, { token: await token('alice', {}, { expiresIn: Math.floor(Date.now() / 1000) - 60 }) }),
+      'unauthorized',
+      'token expired',
+    );
+    expectRefusal(
+      await refused(g.url, { token: await token('alice', {}, { secret: 'some-other-secret-that-is-32-bytes-long!' }) }),
+      'unauthorized',
+      'invalid token',
+    );
     expectRefusal(await refused(g.url, { token: await token('', {}) }), 'unauthorized');
     expectRefusal(await refused(g.url, { token: await token('alice', {}, { expiresIn: null }) }), 'unauthorized', /exp/);
     expectRefusal(await refused(g.url, { token: await token('alice', { roles: 'admin' }) }), 'unauthorized', /roles/);
@@ -119,7 +128,11 @@ describe.each([
     const t = await token('explorer', { workspaces: ['acme'] });
     const before = await failures(gws[0], 'namespace');
     for (const nsp of ['/nope', '/workspace-', '/workspace-has.dot', '/admin2']) {
-      expectRefusal(await refused(`${url(0)}${nsp}`, { token: t }), 'forbidden', new RegExp(`unknown namespace "${nsp.replace('.', '\\.')}"`));
+      expectRefusal(
+        await refused(`${url(0)}${nsp}`, { token: t }),
+        'forbidden',
+        new RegExp(`unknown namespace "${nsp.replace('.', '\\.')}"`),
+      );
     }
     // no credentials at all: still the same answer (the namespace is checked first)
     expectRefusal(await refused(`${url(0)}/nope`, {}), 'forbidden', /unknown namespace/);

@@ -39,13 +39,16 @@ afterAll(async () => {
 /** One HTTP request on loopback; resolves with status and body. */
 function request(method: 'GET' | 'POST', port: number, path: string, body?: string, ms = 10000): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path, method, agent: false, headers: body ? { 'content-type': 'text/plain;charset=UTF-8' } : {} }, (res) => {
-      let data = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (data += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, path, method, agent: false, headers: body ? { 'content-type': 'text/plain;charset=UTF-8' } : {} },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (data += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
+        res.on('error', reject);
+      },
+    );
     req.setTimeout(ms, () => req.destroy(new Error(`${method} ${path} timed out`)));
     req.on('error', reject);
     req.end(body);
@@ -74,7 +77,10 @@ function rss(): number {
  * A raw Engine.IO long-polling client: handshake, connect to `/`, join a room and read the ack,
  * after which it never polls again (the server can only buffer for it).
  */
-async function stalledPollingClient(userId: string, room: string): Promise<{ sid: string; poll(): Promise<{ status: number; body: string }> }> {
+async function stalledPollingClient(
+  userId: string,
+  room: string,
+): Promise<{ sid: string; poll(): Promise<{ status: number; body: string }> }> {
   const base = '/socket.io/?EIO=4&transport=polling';
   const open = await request('GET', gw.port, base);
   expect(open.status).toBe(200);
@@ -169,7 +175,9 @@ test('slow consumers (stalled long-polling, paused websocket) are cut; the other
       const ids = await flood(sender, room, FLOOD);
       await until(() => got.every((g) => g.size >= FLOOD), 60000, 'every flood message at the good clients');
       peak = Math.max(peak, rss());
-      console.log(`${label}: ${FLOOD} x ${TEXT.length} B = ${(floodBytes / 1e6).toFixed(1)} MB in ${Date.now() - started} ms; gateway RSS ${(before / 1e6).toFixed(1)} MB -> peak ${(peak / 1e6).toFixed(1)} MB (+${((peak - before) / 1e6).toFixed(1)} MB)`);
+      console.log(
+        `${label}: ${FLOOD} x ${TEXT.length} B = ${(floodBytes / 1e6).toFixed(1)} MB in ${Date.now() - started} ms; gateway RSS ${(before / 1e6).toFixed(1)} MB -> peak ${(peak / 1e6).toFixed(1)} MB (+${((peak - before) / 1e6).toFixed(1)} MB)`,
+      );
       return { ids, before, peak };
     } finally {
       clearInterval(sampler);
@@ -194,7 +202,11 @@ test('slow consumers (stalled long-polling, paused websocket) are cut; the other
   }
   expect(good.every((g) => g.connected)).toBe(true);
   // every slow consumer was cut by the server
-  await until(async () => (await metric('realtime_gateway_slow_consumer_disconnects_total')) - cutsBefore >= 2 * SLOW_EACH, 10000, 'the slow-consumer cuts');
+  await until(
+    async () => (await metric('realtime_gateway_slow_consumer_disconnects_total')) - cutsBefore >= 2 * SLOW_EACH,
+    10000,
+    'the slow-consumer cuts',
+  );
   expect((await metric('realtime_gateway_slow_consumer_disconnects_total')) - cutsBefore).toBe(2 * SLOW_EACH);
   // a stalled poller finds its session gone when it finally polls
   for (const p of pollers) {
@@ -244,7 +256,8 @@ test('above the soft mark volatile messages are dropped and counted; non-volatil
   expect(drops).toBe(1);
   // Past the soft mark, but below the hard mark: non-volatile messages are still queued for it.
   const more: string[] = [];
-  for (let i = 0; i < 4; i++) more.push((await sender.emitWithAck('message', { roomId: room, text: 'n'.repeat(8192), data: { kind: 'filler' } })).id);
+  for (let i = 0; i < 4; i++)
+    more.push((await sender.emitWithAck('message', { roomId: room, text: 'n'.repeat(8192), data: { kind: 'filler' } })).id);
   const v2 = await sender.emitWithAck('message', { roomId: room, text: 'probe', data: { kind: 'volatile' }, volatile: true });
   await until(() => watched.has(v2.id), 10000, 'the last probe at the watcher');
   expect((await metric('realtime_gateway_slow_consumer_drops_total')) - dropsBefore).toBe(2);

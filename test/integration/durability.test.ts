@@ -22,8 +22,19 @@ let proxy: TcpProxy | undefined;
 let redisDown = false;
 const procs: GatewayProcess[] = [];
 
-async function spawn(service: 'gateway' | 'worker', prefix: string, name: string, env: Record<string, string> = {}): Promise<GatewayProcess> {
-  const p = await spawnService(service, { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, POD_NAME: `${prefix}-${name}`, API_KEYS: KEY, ...env });
+async function spawn(
+  service: 'gateway' | 'worker',
+  prefix: string,
+  name: string,
+  env: Record<string, string> = {},
+): Promise<GatewayProcess> {
+  const p = await spawnService(service, {
+    REDIS_URL: redis.url,
+    REDIS_KEY_PREFIX: prefix,
+    POD_NAME: `${prefix}-${name}`,
+    API_KEYS: KEY,
+    ...env,
+  });
   procs.push(p);
   return p;
 }
@@ -43,7 +54,14 @@ function publish(port: number, body: unknown): Promise<{ status: number; body: a
   return new Promise((resolve, reject) => {
     const text = JSON.stringify(body);
     const req = http.request(
-      { host: '127.0.0.1', port, method: 'POST', path: '/api/v1/publish', agent: false, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } },
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/api/v1/publish',
+        agent: false,
+        headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) },
+      },
       (res) => {
         let t = '';
         res.on('data', (d) => (t += d));
@@ -56,11 +74,22 @@ function publish(port: number, body: unknown): Promise<{ status: number; body: a
   });
 }
 
-type Batch = { messages: Array<{ id: string; from?: string; text?: string; publishId?: string; event?: string; data?: unknown; timestamp: number }>; more: boolean };
+type Batch = {
+  messages: Array<{ id: string; from?: string; text?: string; publishId?: string; event?: string; data?: unknown; timestamp: number }>;
+  more: boolean;
+};
 
 /** A user's socket with its listeners in place before it connects. */
-async function open(url: string, userId: string, opts: { reconnection?: boolean } = {}): Promise<{ s: ClientSocket; batches: Batch[]; live: any[] }> {
-  const s = client(url, { token: await token(userId) }, { reconnection: opts.reconnection ?? false, reconnectionDelay: 100, reconnectionDelayMax: 500 });
+async function open(
+  url: string,
+  userId: string,
+  opts: { reconnection?: boolean } = {},
+): Promise<{ s: ClientSocket; batches: Batch[]; live: any[] }> {
+  const s = client(
+    url,
+    { token: await token(userId) },
+    { reconnection: opts.reconnection ?? false, reconnectionDelay: 100, reconnectionDelayMax: 500 },
+  );
   const batches = collect<Batch>(s, 'queued-messages');
   const live = collect(s, 'direct-message');
   await waitFor(s, 'connect', () => true, 10000);
@@ -109,12 +138,19 @@ test("SIGKILL of the recipient's gateway between the sender's ack and the live d
   // ... and kill it before it ever does. bob's connection drops; the ingress now routes to a.
   proxy.setTargets([a.port]);
   await b.kill('SIGKILL');
-  await until(() => rx.batches.some((x) => x.messages.some((m) => m.id === ack.id)), 15000, 'the message in queued-messages after the reconnect');
+  await until(
+    () => rx.batches.some((x) => x.messages.some((m) => m.id === ack.id)),
+    15000,
+    'the message in queued-messages after the reconnect',
+  );
   expect(rx.s.connected).toBe(true);
   expect(proxy.routed.get(a.port)).toBeGreaterThanOrEqual(1);
   const replay = rx.batches[rx.batches.length - 1];
   // the acknowledged one is not replayed; the lost live delivery is
-  expect(replay).toEqual({ messages: [{ id: ack.id, from: alice, text: 'during', data: { n: 1 }, timestamp: ack.timestamp }], more: false });
+  expect(replay).toEqual({
+    messages: [{ id: ack.id, from: alice, text: 'during', data: { n: 1 }, timestamp: ack.timestamp }],
+    more: false,
+  });
   // (a recovered session may also replay the live event from the adapter stream: at-least-once)
   for (const m of rx.live) expect([first.id, ack.id]).toContain(m.id);
 });
@@ -156,7 +192,11 @@ test('a Redis SIGKILL + restart (AOF) loses no acknowledged direct message and n
   await until(() => acked.size >= 50 && accepted.size >= 50, 20000, 'traffic before the crash');
   await redis.stop(true);
   redisDown = true;
-  await until(() => [...refused.direct.values()].reduce((x, y) => x + y, 0) >= 3 && [...refused.publish.values()].reduce((x, y) => x + y, 0) >= 3, 15000, 'refusals during the outage');
+  await until(
+    () => [...refused.direct.values()].reduce((x, y) => x + y, 0) >= 3 && [...refused.publish.values()].reduce((x, y) => x + y, 0) >= 3,
+    15000,
+    'refusals during the outage',
+  );
   stop = true;
   await Promise.all(loops);
   // while Redis is down: refused with the protocol's codes, never a crash
@@ -168,10 +208,18 @@ test('a Redis SIGKILL + restart (AOF) loses no acknowledged direct message and n
   await redis.restart();
   redisDown = false;
   // the gateway and the worker reconnect by themselves
-  await until(async () => (await get(g.metricsPort, '/readyz')) === 200 && (await get(w.metricsPort, '/readyz')) === 200, 20000, 'readiness after the restart');
+  await until(
+    async () => (await get(g.metricsPort, '/readyz')) === 200 && (await get(w.metricsPort, '/readyz')) === 200,
+    20000,
+    'readiness after the restart',
+  );
   // the worker finishes what was in the outbox (including entries in flight at the crash)
   const stream = `${prefix}:{outbox}`;
-  await until(async () => (await r.xlen(stream)) === 0 && Number(((await r.xpending(stream, 'workers')) as unknown[])[0]) === 0, 20000, 'the outbox to drain');
+  await until(
+    async () => (await r.xlen(stream)) === 0 && Number(((await r.xpending(stream, 'workers')) as unknown[])[0]) === 0,
+    20000,
+    'the outbox to drain',
+  );
 
   const d = await open(g.url, carol);
   await until(() => replayDone(d.batches), 20000, "carol's replay");
@@ -180,8 +228,10 @@ test('a Redis SIGKILL + restart (AOF) loses no acknowledged direct message and n
   const published = all.filter((m) => m.publishId !== undefined).map((m) => m.publishId!);
   const lostDirect = [...acked].filter((id) => !direct.has(id));
   const lostPublish = [...accepted].filter((id) => !published.includes(id));
-   
-  console.log(`acked ${acked.size} direct + ${accepted.size} publishes before/around the crash; refused ${JSON.stringify([...refused.direct])} ${JSON.stringify([...refused.publish])}; inbox after restart: ${direct.size} direct, ${published.length} publishes`);
+
+  console.log(
+    `acked ${acked.size} direct + ${accepted.size} publishes before/around the crash; refused ${JSON.stringify([...refused.direct])} ${JSON.stringify([...refused.publish])}; inbox after restart: ${direct.size} direct, ${published.length} publishes`,
+  );
   expect(lostDirect).toEqual([]);
   expect(lostPublish).toEqual([]);
   // one inbox entry per publish id even though deliveries were retried across the crash

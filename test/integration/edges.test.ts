@@ -1,4 +1,16 @@
-import { closeClients, collect, connect, GatewayProcess, metricValue, RunningGateway, spawnService, startGateways, token, until, waitFor } from '../helpers/cluster';
+import {
+  closeClients,
+  collect,
+  connect,
+  GatewayProcess,
+  metricValue,
+  RunningGateway,
+  spawnService,
+  startGateways,
+  token,
+  until,
+  waitFor,
+} from '../helpers/cluster';
 import { startRedis, TestRedis } from '../helpers/redis';
 
 const get = async (url: string) => {
@@ -33,8 +45,10 @@ describe.each([
     await redis?.stop();
   });
 
-  const user = async (id: string, base: string, claims: Record<string, unknown> = {}, opts = {}) => connect(base, { token: await token(id, claims) }, opts);
-  const m = (g: RunningGateway, name: string, labels: Record<string, string> = {}) => metricValue(g.metrics, `realtime_gateway_${name}`, labels);
+  const user = async (id: string, base: string, claims: Record<string, unknown> = {}, opts = {}) =>
+    connect(base, { token: await token(id, claims) }, opts);
+  const m = (g: RunningGateway, name: string, labels: Record<string, string> = {}) =>
+    metricValue(g.metrics, `realtime_gateway_${name}`, labels);
 
   test('per-socket event rate limit: a burst gets rate_limited answers; the socket and others keep working', async () => {
     const g = limited;
@@ -53,13 +67,16 @@ describe.each([
     const refused = answers.filter((a) => !a.ok);
     expect(ok.length + refused.length).toBe(30);
     for (const a of ok) expect(a).toEqual({ ok: true, room: 'lobby', count: 0, members: [] });
-    for (const a of refused) expect(a).toEqual({ ok: false, error: { code: 'rate_limited', message: expect.stringMatching(/5 events per second/) } });
+    for (const a of refused)
+      expect(a).toEqual({ ok: false, error: { code: 'rate_limited', message: expect.stringMatching(/5 events per second/) } });
     // the burst of 5 passes, then 5 per second at most
     expect(ok.length).toBeGreaterThanOrEqual(5);
     expect(ok.length).toBeLessThanOrEqual(5 + Math.ceil((elapsed * 5) / 1000));
     expect(refused.length).toBeGreaterThan(0);
     expect(await m(g, 'rate_limited_total', { scope: 'event' })).toBe(before.limited + refused.length);
-    expect(await m(g, 'events_received_total', { event: 'get-room-members', outcome: 'rate_limited' })).toBe(before.received + refused.length);
+    expect(await m(g, 'events_received_total', { event: 'get-room-members', outcome: 'rate_limited' })).toBe(
+      before.received + refused.length,
+    );
     expect(await m(g, 'errors_total', { code: 'rate_limited' })).toBe(before.errors + refused.length);
 
     // another socket on the same pod has its own budget
@@ -67,7 +84,11 @@ describe.each([
 
     // without an ack, a rate-limited event is dropped and counted
     s.emit('get-room-members', 'lobby');
-    await until(async () => (await m(g, 'events_dropped_total', { reason: 'rate_limited' })) > before.dropped, 5000, 'the dropped event to be counted');
+    await until(
+      async () => (await m(g, 'events_dropped_total', { reason: 'rate_limited' })) > before.dropped,
+      5000,
+      'the dropped event to be counted',
+    );
 
     // the limit is a rate: once tokens refill, the same socket is served again, still connected
     await until(async () => (await s.emitWithAck('get-room-members', 'lobby')).ok === true, 10000, 'the bucket to refill');
@@ -76,34 +97,37 @@ describe.each([
     expect((await other.emitWithAck('get-room-members', 'after-burst')).members).toEqual([{ userId: 'burst', sockets: 1 }]);
   });
 
-  test.each([['websocket'], ['polling']])('a payload larger than MAX_HTTP_BUFFER_SIZE closes only that connection (%s)', async (transport) => {
-    const big = await user('big', url(0), {}, { transports: [transport] });
-    const peer = await user('peer', url(0));
-    const far = await user('far', url(n - 1));
-    for (const s of [big, peer, far]) expect((await s.emitWithAck('join-room', 'edge')).ok).toBe(true);
-    const peerGot = collect(peer, 'message');
-    const farGot = collect(far, 'message');
+  test.each([['websocket'], ['polling']])(
+    'a payload larger than MAX_HTTP_BUFFER_SIZE closes only that connection (%s)',
+    async (transport) => {
+      const big = await user('big', url(0), {}, { transports: [transport] });
+      const peer = await user('peer', url(0));
+      const far = await user('far', url(n - 1));
+      for (const s of [big, peer, far]) expect((await s.emitWithAck('join-room', 'edge')).ok).toBe(true);
+      const peerGot = collect(peer, 'message');
+      const farGot = collect(far, 'message');
 
-    // below the buffer limit but above MAX_MESSAGE_BYTES: answered too_large, the connection stays
-    expect((await big.emitWithAck('message', { roomId: 'edge', text: 'x'.repeat(20000) })).error.code).toBe('too_large');
-    expect(big.connected).toBe(true);
+      // below the buffer limit but above MAX_MESSAGE_BYTES: answered too_large, the connection stays
+      expect((await big.emitWithAck('message', { roomId: 'edge', text: 'x'.repeat(20000) })).error.code).toBe('too_large');
+      expect(big.connected).toBe(true);
 
-    const gone = waitFor<string>(big, 'disconnect', () => true, 15000);
-    big.emit('message', { roomId: 'edge', text: 'y'.repeat(100_000) });
-    expect(['transport close', 'transport error']).toContain(await gone);
+      const gone = waitFor<string>(big, 'disconnect', () => true, 15000);
+      big.emit('message', { roomId: 'edge', text: 'y'.repeat(100_000) });
+      expect(['transport close', 'transport error']).toContain(await gone);
 
-    // everybody else is unaffected and the pod keeps serving
-    const probe = waitFor(far, 'message');
-    const ack = await peer.emitWithAck('message', { roomId: 'edge', text: 'still here' });
-    expect(ack.ok).toBe(true);
-    expect((await probe).id).toBe(ack.id);
-    await until(() => peerGot.length === 1, 5000, 'the peer to get its own message');
-    expect(peerGot.map((x) => x.text)).toEqual(['still here']);
-    expect(farGot.map((x) => x.text)).toEqual(['still here']);
-    expect(peer.connected && far.connected).toBe(true);
-    const fresh = await user('fresh', url(0));
-    expect((await fresh.emitWithAck('join-room', 'edge')).ok).toBe(true);
-  });
+      // everybody else is unaffected and the pod keeps serving
+      const probe = waitFor(far, 'message');
+      const ack = await peer.emitWithAck('message', { roomId: 'edge', text: 'still here' });
+      expect(ack.ok).toBe(true);
+      expect((await probe).id).toBe(ack.id);
+      await until(() => peerGot.length === 1, 5000, 'the peer to get its own message');
+      expect(peerGot.map((x) => x.text)).toEqual(['still here']);
+      expect(farGot.map((x) => x.text)).toEqual(['still here']);
+      expect(peer.connected && far.connected).toBe(true);
+      const fresh = await user('fresh', url(0));
+      expect((await fresh.emitWithAck('join-room', 'edge')).ok).toBe(true);
+    },
+  );
 
   test('a malformed frame closes only that connection', async () => {
     const bad = await user('garbler', url(0));
@@ -222,7 +246,11 @@ describe.each([
   test('the connections gauge follows connects and disconnects per namespace', async () => {
     const g = gws[0];
     const gauge = (nsp: string) => m(g, 'connections', { nsp });
-    await until(async () => (await gauge('/')) === 0 && (await gauge('workspace')) === 0 && (await gauge('/admin')) === 0, 10000, 'a quiet pod');
+    await until(
+      async () => (await gauge('/')) === 0 && (await gauge('workspace')) === 0 && (await gauge('/admin')) === 0,
+      10000,
+      'a quiet pod',
+    );
     const connectsBefore = await m(g, 'connects_total', { nsp: '/' });
     const a = await user('g1', g.url);
     const b = await user('g2', g.url);

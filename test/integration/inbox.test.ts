@@ -1,7 +1,19 @@
 import { randomUUID } from 'crypto';
 import Redis from 'ioredis';
 import type { Socket as ClientSocket } from 'socket.io-client';
-import { client, closeClients, collect, connect, metricValue, RunningGateway, startGateways, startWorker, token, uniquePrefix, until } from '../helpers/cluster';
+import {
+  client,
+  closeClients,
+  collect,
+  connect,
+  metricValue,
+  RunningGateway,
+  startGateways,
+  startWorker,
+  token,
+  uniquePrefix,
+  until,
+} from '../helpers/cluster';
 import { startRedis, TestRedis } from '../helpers/redis';
 
 // Direct messages and the offline inbox (PROTOCOL.md), the same behaviour on both engines:
@@ -143,7 +155,9 @@ describe.each([
       ],
     });
     expect(await b.s.emitWithAck('join-room', 'idp-room')).toMatchObject({ ok: true, members: 2 });
-    expect((await a.emitWithAck('get-room-members', 'idp-room')).members.map((m: { userId: string }) => m.userId).sort()).toEqual([alice, bob].sort());
+    expect((await a.emitWithAck('get-room-members', 'idp-room')).members.map((m: { userId: string }) => m.userId).sort()).toEqual(
+      [alice, bob].sort(),
+    );
   });
 
   test('inbox:ack of an id beyond the newest message stops at the newest: later messages are still replayed', async () => {
@@ -191,7 +205,11 @@ describe.each([
     const from = `erin-${tag()}`;
     const to = `frank-${tag()}`;
     const sender = await user(from, 0);
-    const devices = [await device(url(0), { token: await token(to) }), await device(url(1), { token: await token(to) }), await device(url(2), { token: await token(to) })];
+    const devices = [
+      await device(url(0), { token: await token(to) }),
+      await device(url(1), { token: await token(to) }),
+      await device(url(2), { token: await token(to) }),
+    ];
     for (const d of devices) await replayed(d);
     const other = await device(url(1), { token: await token(`grace-${tag()}`) });
     const senderGot = collect(sender, 'direct-message');
@@ -217,8 +235,10 @@ describe.each([
   test('validation answers the PROTOCOL.md codes and writes nothing', async () => {
     const to = `heidi-${tag()}`;
     const s = await user(`ivan-${tag()}`, 0);
-    const code = async (event: string, payload: unknown) => ((await s.emitWithAck(event, payload)) as { ok: boolean; error?: { code: string; message: string } }).error?.code;
-    for (const bad of ['has space', '', 'x'.repeat(256), 'a{b}', 42, null]) expect(await code('direct-message', { toUserId: bad, text: 'x' })).toBe('bad_request');
+    const code = async (event: string, payload: unknown) =>
+      ((await s.emitWithAck(event, payload)) as { ok: boolean; error?: { code: string; message: string } }).error?.code;
+    for (const bad of ['has space', '', 'x'.repeat(256), 'a{b}', 42, null])
+      expect(await code('direct-message', { toUserId: bad, text: 'x' })).toBe('bad_request');
     expect(await code('direct-message', { text: 'no recipient' })).toBe('bad_request');
     expect(await code('direct-message', { toUserId: to, text: 'x', extra: true })).toBe('bad_request');
     expect(await code('direct-message', { toUserId: to, text: 5 })).toBe('bad_request');

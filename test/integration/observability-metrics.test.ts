@@ -26,12 +26,20 @@ test('the per-socket token bucket counts rate-limited events by scope, outcome, 
   const limited = answers.filter((a) => a.error?.code === 'rate_limited').length;
   expect(limited).toBeGreaterThanOrEqual(2); // 3 tokens, maybe one refilled meanwhile
   expect(await metricValue(gw.metrics, 'realtime_gateway_rate_limited_total', { scope: 'event' })).toBe(limited);
-  expect(await metricValue(gw.metrics, 'realtime_gateway_events_received_total', { event: 'get-room-members', outcome: 'rate_limited' })).toBe(limited);
-  expect(await metricValue(gw.metrics, 'realtime_gateway_events_received_total', { event: 'get-room-members', outcome: 'ok' })).toBe(6 - limited);
+  expect(
+    await metricValue(gw.metrics, 'realtime_gateway_events_received_total', { event: 'get-room-members', outcome: 'rate_limited' }),
+  ).toBe(limited);
+  expect(await metricValue(gw.metrics, 'realtime_gateway_events_received_total', { event: 'get-room-members', outcome: 'ok' })).toBe(
+    6 - limited,
+  );
   expect(await metricValue(gw.metrics, 'realtime_gateway_errors_total', { code: 'rate_limited' })).toBe(limited);
   // without an ack, a refused event is dropped and counted as such
   s.emit('get-room-members', 'lobby');
-  await until(async () => (await metricValue(gw.metrics, 'realtime_gateway_events_dropped_total', { reason: 'rate_limited' })) === 1, 5000, 'the dropped event');
+  await until(
+    async () => (await metricValue(gw.metrics, 'realtime_gateway_events_dropped_total', { reason: 'rate_limited' })) === 1,
+    5000,
+    'the dropped event',
+  );
   expect(await metricValue(gw.metrics, 'realtime_gateway_rate_limited_total', { scope: 'event' })).toBe(limited + 1);
 });
 
@@ -52,10 +60,17 @@ test('refused handshakes are counted by reason', async () => {
   await expect(connect(gw.url, {})).rejects.toMatchObject({ message: 'unauthorized' });
   await expect(connect(gw.url, { token: 'not-a-jwt' })).rejects.toMatchObject({ message: 'unauthorized' });
   await expect(connect(gw.url, { token: await token('carol', {}, { expiresIn: -60 }) })).rejects.toMatchObject({ message: 'unauthorized' });
-  await expect(connect(`${gw.url}/workspace-other`, { token: await token('carol', { workspaces: ['acme'] }) })).rejects.toMatchObject({ message: 'forbidden' });
+  await expect(connect(`${gw.url}/workspace-other`, { token: await token('carol', { workspaces: ['acme'] }) })).rejects.toMatchObject({
+    message: 'forbidden',
+  });
   await expect(connect(`${gw.url}/admin`, { token: await token('carol') })).rejects.toMatchObject({ message: 'forbidden' });
   const reasons = Object.fromEntries(
-    await Promise.all(['missing_credentials', 'invalid_token', 'expired', 'workspace', 'role'].map(async (r) => [r, await metricValue(gw.metrics, 'realtime_gateway_auth_failures_total', { reason: r })])),
+    await Promise.all(
+      ['missing_credentials', 'invalid_token', 'expired', 'workspace', 'role'].map(async (r) => [
+        r,
+        await metricValue(gw.metrics, 'realtime_gateway_auth_failures_total', { reason: r }),
+      ]),
+    ),
   );
   expect(reasons).toEqual({ missing_credentials: 1, invalid_token: 1, expired: 1, workspace: 1, role: 1 });
   expect(await metricValue(gw.metrics, 'realtime_gateway_connects_total')).toBe(0);
@@ -76,7 +91,9 @@ test('connections, connects and disconnects carry the low-cardinality namespace 
 
   ws1.disconnect();
   await until(async () => (await gauge('workspace')) === 1, 5000, 'the workspace gauge to drop');
-  expect(await metricValue(gw.metrics, 'realtime_gateway_disconnects_total', { nsp: 'workspace', reason: 'client namespace disconnect' })).toBe(1);
+  expect(
+    await metricValue(gw.metrics, 'realtime_gateway_disconnects_total', { nsp: 'workspace', reason: 'client namespace disconnect' }),
+  ).toBe(1);
   for (const s of [root, ws2, admin]) s.disconnect();
   await until(async () => (await gauge('/')) + (await gauge('workspace')) + (await gauge('/admin')) === 0, 5000, 'every gauge back to 0');
 });
@@ -86,7 +103,11 @@ test('unknown events are answered bad_request (with an ack) or dropped as unknow
   const s = await connect(gw.url, { token: await token('erin') });
   expect(await s.emitWithAck('no-such-event', 1)).toMatchObject({ ok: false, error: { code: 'bad_request' } });
   s.emit('no-such-event');
-  await until(async () => (await metricValue(gw.metrics, 'realtime_gateway_events_dropped_total', { reason: 'unknown_event' })) === 1, 5000, 'the dropped event');
+  await until(
+    async () => (await metricValue(gw.metrics, 'realtime_gateway_events_dropped_total', { reason: 'unknown_event' })) === 1,
+    5000,
+    'the dropped event',
+  );
   expect(await metricValue(gw.metrics, 'realtime_gateway_events_received_total', { event: 'unknown', outcome: 'bad_request' })).toBe(2);
   expect(await metricValue(gw.metrics, 'realtime_gateway_errors_total', { code: 'bad_request' })).toBe(1);
 });

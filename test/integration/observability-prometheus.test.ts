@@ -7,7 +7,17 @@ import Redis from 'ioredis';
 import type { Socket as ClientSocket } from 'socket.io-client';
 import { client, closeClients, connect, GatewayProcess, spawnService, token, uniquePrefix, until, waitFor } from '../helpers/cluster';
 import { freePort, startRedis, TestRedis, waitPort } from '../helpers/redis';
-import { alertGroups, dataPanels, findBinary, INSTALL_HINT, loadDashboards, panelQueries, RULES_FILE, substitute, VARIABLES } from './observability-shared';
+import {
+  alertGroups,
+  dataPanels,
+  findBinary,
+  INSTALL_HINT,
+  loadDashboards,
+  panelQueries,
+  RULES_FILE,
+  substitute,
+  VARIABLES,
+} from './observability-shared';
 
 // The dashboards and alert rules against real data: a redis-server, two gateways, a third gateway
 // that gets SIGKILLed, and a worker (built processes), scraped every second by a real Prometheus
@@ -39,16 +49,32 @@ let promUrl = '';
 const services: Record<string, GatewayProcess> = {};
 
 /** One HTTP request on loopback. */
-function request(method: string, url: string, body?: string, headers: Record<string, string> = {}, ms = 10000): Promise<{ status: number; body: string }> {
+function request(
+  method: string,
+  url: string,
+  body?: string,
+  headers: Record<string, string> = {},
+  ms = 10000,
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
-    const req = http.request({ host: u.hostname, port: u.port, path: u.pathname + u.search, method, agent: false, headers: { ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers } }, (res) => {
-      let data = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (data += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      {
+        host: u.hostname,
+        port: u.port,
+        path: u.pathname + u.search,
+        method,
+        agent: false,
+        headers: { ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}), ...headers },
+      },
+      (res) => {
+        let data = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (data += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: data }));
+        res.on('error', reject);
+      },
+    );
     req.setTimeout(ms, () => req.destroy(new Error(`${method} ${url} timed out`)));
     req.on('error', reject);
     req.end(body);
@@ -60,7 +86,9 @@ type PromAnswer = { status: string; errorType?: string; error?: string; data?: {
 
 /** An instant query through Prometheus' HTTP API (the way Grafana runs it). */
 async function query(expr: string): Promise<PromAnswer> {
-  const r = await request('POST', `${promUrl}/api/v1/query`, `query=${encodeURIComponent(expr)}`, { 'content-type': 'application/x-www-form-urlencoded' });
+  const r = await request('POST', `${promUrl}/api/v1/query`, `query=${encodeURIComponent(expr)}`, {
+    'content-type': 'application/x-www-form-urlencoded',
+  });
   return JSON.parse(r.body) as PromAnswer;
 }
 
@@ -86,7 +114,10 @@ async function activeAlerts(): Promise<Array<{ labels: Record<string, string>; s
 async function startPrometheus(): Promise<void> {
   if (!prometheusBin) throw new Error(`prometheus not found. ${INSTALL_HINT}`);
   const port = await freePort();
-  const target = (svc: GatewayProcess, pod: string, component: string) => ({ targets: [`127.0.0.1:${svc.metricsPort}`], labels: { namespace: 'test', pod, component } });
+  const target = (svc: GatewayProcess, pod: string, component: string) => ({
+    targets: [`127.0.0.1:${svc.metricsPort}`],
+    labels: { namespace: 'test', pod, component },
+  });
   // As the chart's ServiceMonitor does: job = Service name, plus namespace, pod and component target labels.
   const config = {
     global: { scrape_interval: '1s', scrape_timeout: '1s', evaluation_interval: '1s' },
@@ -97,27 +128,61 @@ async function startPrometheus(): Promise<void> {
     ],
   };
   fs.writeFileSync(path.join(tmp, 'prometheus.yml'), JSON.stringify(config, null, 2)); // JSON is YAML
-  prom = spawn(prometheusBin, [`--config.file=${path.join(tmp, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(tmp, 'data')}`, `--web.listen-address=127.0.0.1:${port}`, '--log.level=warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  prom = spawn(
+    prometheusBin,
+    [
+      `--config.file=${path.join(tmp, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${path.join(tmp, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+      '--log.level=warn',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   prom.stdout?.on('data', (d) => (promOut += d));
   prom.stderr?.on('data', (d) => (promOut += d));
   promUrl = `http://127.0.0.1:${port}`;
   await waitPort(port, 20000);
-  await until(async () => (await request('GET', `${promUrl}/-/ready`).catch(() => ({ status: 0 }))).status === 200, 20000, 'Prometheus ready');
+  await until(
+    async () => (await request('GET', `${promUrl}/-/ready`).catch(() => ({ status: 0 }))).status === 200,
+    20000,
+    'Prometheus ready',
+  );
 }
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rtg-prom-'));
   redis = await startRedis({ appendonly: true }); // an own instance (it gets stopped), AOF so the outage loses nothing
   prefix = uniquePrefix();
-  const common = { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, API_KEYS: API_KEY, HEARTBEAT_INTERVAL_MS: '500', PRESENCE_GRACE_MS: '500', DRAIN_TIMEOUT_MS: '1000' };
+  const common = {
+    REDIS_URL: redis.url,
+    REDIS_KEY_PREFIX: prefix,
+    API_KEYS: API_KEY,
+    HEARTBEAT_INTERVAL_MS: '500',
+    PRESENCE_GRACE_MS: '500',
+    DRAIN_TIMEOUT_MS: '1000',
+  };
   const started = await Promise.allSettled([
     spawnService('gateway', { ...common, POD_NAME: 'obs-gw-a' }),
     // gw-b: a small per-socket event budget and small outbound buffer marks (rate limiting and slow consumers)
-    spawnService('gateway', { ...common, POD_NAME: 'obs-gw-b', RATE_LIMIT_EVENTS_PER_SECOND: '5', RATE_LIMIT_BURST: '10', OUTBOUND_BUFFER_SOFT_BYTES: '16384', OUTBOUND_BUFFER_MAX_BYTES: '32768' }),
+    spawnService('gateway', {
+      ...common,
+      POD_NAME: 'obs-gw-b',
+      RATE_LIMIT_EVENTS_PER_SECOND: '5',
+      RATE_LIMIT_BURST: '10',
+      OUTBOUND_BUFFER_SOFT_BYTES: '16384',
+      OUTBOUND_BUFFER_MAX_BYTES: '32768',
+    }),
     spawnService('gateway', { ...common, POD_NAME: 'obs-gw-doomed' }),
     // the worker dead-letters after one failed attempt, reclaims after 1 s, trims inboxes older than 2 s,
     // and reaps a gateway silent for 3 x 3 s: long enough for the live ones to ride out the Redis outage
-    spawnService('worker', { ...common, POD_NAME: 'obs-worker', WORKER_MAX_ATTEMPTS: '1', WORKER_VISIBILITY_TIMEOUT_MS: '1000', INBOX_MAX_AGE_MS: '2000', HEARTBEAT_INTERVAL_MS: '3000' }),
+    spawnService('worker', {
+      ...common,
+      POD_NAME: 'obs-worker',
+      WORKER_MAX_ATTEMPTS: '1',
+      WORKER_VISIBILITY_TIMEOUT_MS: '1000',
+      INBOX_MAX_AGE_MS: '2000',
+      HEARTBEAT_INTERVAL_MS: '3000',
+    }),
   ]);
   ['gw-a', 'gw-b', 'gw-doomed', 'worker'].forEach((name, i) => {
     const r = started[i];
@@ -146,7 +211,10 @@ afterAll(async () => {
 
 /** POST /api/v1/publish on the gateway `svc`. */
 function publish(svc: GatewayProcess, body: unknown, key = API_KEY) {
-  return request('POST', `${svc.url}/api/v1/publish`, JSON.stringify(body), { 'content-type': 'application/json', authorization: `Bearer ${key}` });
+  return request('POST', `${svc.url}/api/v1/publish`, JSON.stringify(body), {
+    'content-type': 'application/json',
+    authorization: `Bearer ${key}`,
+  });
 }
 
 /**
@@ -158,7 +226,8 @@ async function stalledPoller(svc: GatewayProcess, userId: string, room: string):
   const open = await request('GET', base);
   const sid = JSON.parse(open.body.slice(1)).sid as string;
   const url = `${base}&sid=${encodeURIComponent(sid)}`;
-  const post = async (payload: string) => expect(await request('POST', url, payload, { 'content-type': 'text/plain;charset=UTF-8' })).toEqual({ status: 200, body: 'ok' });
+  const post = async (payload: string) =>
+    expect(await request('POST', url, payload, { 'content-type': 'text/plain;charset=UTF-8' })).toEqual({ status: 200, body: 'ok' });
   let seen = '';
   const readUntil = async (what: string) => {
     for (let i = 0; i < 20 && !seen.includes(what); i++) seen += '\x1e' + (await request('GET', url)).body;
@@ -220,14 +289,20 @@ async function round(n: number, c: { alice: ClientSocket; bob: ClientSocket; roo
   alice.emit('message', { roomId: 'lobby', text: 'no ack' });
   alice.emit('no-such-event');
   await expect(connect(a.url, { token: 'not-a-jwt' })).rejects.toMatchObject({ message: 'unauthorized' });
-  await expect(connect(`${b.url}/workspace-other`, { token: await token('erin', { workspaces: ['acme'] }) })).rejects.toMatchObject({ message: 'forbidden' });
+  await expect(connect(`${b.url}/workspace-other`, { token: await token('erin', { workspaces: ['acme'] }) })).rejects.toMatchObject({
+    message: 'forbidden',
+  });
 
   // the per-socket event budget of gw-b (burst 10, 5/s)
   const answers = await Promise.all(Array.from({ length: 20 }, () => spammer.emitWithAck('get-room-members', 'lobby')));
   expect(answers.filter((x) => x.error?.code === 'rate_limited').length).toBeGreaterThan(0);
 
   // connection state recovery: carol's transport closes, she reconnects and recovers her session
-  const carol = client(a.url, { token: await token(`carol-${n}`) }, { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 300, randomizationFactor: 0 });
+  const carol = client(
+    a.url,
+    { token: await token(`carol-${n}`) },
+    { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 300, randomizationFactor: 0 },
+  );
   await waitFor(carol, 'session', () => true, 10000); // carries the stream offset recovery resumes from
   expect(await carol.emitWithAck('join-room', 'lobby')).toMatchObject({ ok: true });
   const back = waitFor(carol, 'connect', () => true, 10000);
@@ -276,7 +351,8 @@ test('traffic through every instrumented path reaches Prometheus', async () => {
   await stalledPoller(b, 'slowpoke', 'flood');
   const big = 'x'.repeat(4096);
   const flood = async (n: number, volatile = false) => {
-    for (let i = 0; i < n; i++) expect(await c.alice.emitWithAck('message', { roomId: 'flood', text: big, volatile })).toMatchObject({ ok: true });
+    for (let i = 0; i < n; i++)
+      expect(await c.alice.emitWithAck('message', { roomId: 'flood', text: big, volatile })).toMatchObject({ ok: true });
   };
   await flood(2, true);
   await flood(10);
@@ -299,7 +375,11 @@ test('traffic through every instrumented path reaches Prometheus', async () => {
   await untilQuery(`sum(realtime_presence_transitions_total{namespace="test", kind="offline"})`, (v) => v > 0);
   await untilQuery(`max(realtime_presence_online_users${S})`, (v) => v > 0);
   // the dead letter fires its alert (it has no `for`) on real data
-  await until(async () => (await activeAlerts()).some((al) => al.labels.alertname === 'RealtimeOutboxDeadLetters' && al.state === 'firing'), 15000, 'RealtimeOutboxDeadLetters firing');
+  await until(
+    async () => (await activeAlerts()).some((al) => al.labels.alertname === 'RealtimeOutboxDeadLetters' && al.state === 'firing'),
+    15000,
+    'RealtimeOutboxDeadLetters firing',
+  );
 });
 
 test('a Redis outage shows as realtime_redis_up 0, Redis errors, and pending RealtimeRedisDown / RealtimeGatewayNoReadyGateway', async () => {
@@ -333,7 +413,6 @@ describe('every dashboard query against real data', () => {
   /** Largest value each panel showed, printed once: what the traffic made visible. */
   const seen: string[] = [];
   afterAll(() => {
-     
     console.log(`panel maxima after the test traffic (${VARIABLES.__rate_interval} rate window):\n${seen.join('\n')}`);
   });
 
@@ -362,9 +441,16 @@ describe('every dashboard query against real data', () => {
       }
     }
     seen.push(`  ${file} / ${title}: ${series} series, max ${max === -Infinity ? 'NaN' : Number(max.toPrecision(3))}`);
-    if (series === 0) problems.push(`${file} / "${title}": no target returned data:\n${queries.map((q) => `  ${q.refId}: ${substitute(q.expr)}`).join('\n')}`);
-    else if (empty.length) problems.push(`${file} / "${title}": ${empty.map((q) => `${q.refId} returned no data:\n  ${substitute(q.expr)}`).join('\n')}`);
-    else if (!nonZero && !(title in MAY_BE_ZERO)) problems.push(`${file} / "${title}": only zeros although the traffic exercised it:\n${queries.map((q) => `  ${q.refId}: ${substitute(q.expr)}`).join('\n')}`);
+    if (series === 0)
+      problems.push(
+        `${file} / "${title}": no target returned data:\n${queries.map((q) => `  ${q.refId}: ${substitute(q.expr)}`).join('\n')}`,
+      );
+    else if (empty.length)
+      problems.push(`${file} / "${title}": ${empty.map((q) => `${q.refId} returned no data:\n  ${substitute(q.expr)}`).join('\n')}`);
+    else if (!nonZero && !(title in MAY_BE_ZERO))
+      problems.push(
+        `${file} / "${title}": only zeros although the traffic exercised it:\n${queries.map((q) => `  ${q.refId}: ${substitute(q.expr)}`).join('\n')}`,
+      );
     expect(problems).toEqual([]);
   });
 

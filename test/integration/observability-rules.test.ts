@@ -1,7 +1,15 @@
 import { spawnSync } from 'child_process';
 import fs from 'fs';
 import path from 'path';
-import { alertGroups, exportedSeriesNames, findBinary, INSTALL_HINT, referencedMetrics, RULE_TESTS_DIR, RULES_FILE } from './observability-shared';
+import {
+  alertGroups,
+  exportedSeriesNames,
+  findBinary,
+  INSTALL_HINT,
+  referencedMetrics,
+  RULE_TESTS_DIR,
+  RULES_FILE,
+} from './observability-shared';
 
 // The alert rules pass `promtool check rules` and their unit tests (grafana/alerts/tests/*.yml,
 // each alert firing and not firing), reference only metrics the services export, and carry the
@@ -46,16 +54,32 @@ test('every alert has a unit test that sees it fire and one that sees it stay si
 
 test('the requested alerts exist with a severity, a summary, a description and a runbook hint', () => {
   expect(alerts.map((a) => a.alert).sort()).toEqual(
-    ['RealtimeDeliveryLatencyHigh', 'RealtimeEventLoopLagHigh', 'RealtimeGatewayNoReadyGateway', 'RealtimeOutboxDeadLetters', 'RealtimeOutboxLagGrowing', 'RealtimeRedisDown', 'RealtimeRedisErrors'].sort(),
+    [
+      'RealtimeDeliveryLatencyHigh',
+      'RealtimeEventLoopLagHigh',
+      'RealtimeGatewayNoReadyGateway',
+      'RealtimeOutboxDeadLetters',
+      'RealtimeOutboxLagGrowing',
+      'RealtimeRedisDown',
+      'RealtimeRedisErrors',
+    ].sort(),
   );
   for (const a of alerts) {
-    expect({ alert: a.alert, severity: a.labels?.severity }).toEqual({ alert: a.alert, severity: expect.stringMatching(/^(critical|warning|info)$/) });
-    for (const k of ['summary', 'description', 'runbook']) expect({ alert: a.alert, [k]: (a.annotations?.[k] ?? '').length > 10 }).toEqual({ alert: a.alert, [k]: true });
+    expect({ alert: a.alert, severity: a.labels?.severity }).toEqual({
+      alert: a.alert,
+      severity: expect.stringMatching(/^(critical|warning|info)$/),
+    });
+    for (const k of ['summary', 'description', 'runbook'])
+      expect({ alert: a.alert, [k]: (a.annotations?.[k] ?? '').length > 10 }).toEqual({ alert: a.alert, [k]: true });
   }
 });
 
 test('alert expressions use only metrics the services export', async () => {
   const known = await exportedSeriesNames();
-  const unknown = alerts.flatMap((a) => referencedMetrics(a.expr).filter((m) => !known.has(m)).map((m) => `${a.alert}: ${m}`));
+  const unknown = alerts.flatMap((a) =>
+    referencedMetrics(a.expr)
+      .filter((m) => !known.has(m))
+      .map((m) => `${a.alert}: ${m}`),
+  );
   expect(unknown).toEqual([]);
 });

@@ -42,7 +42,9 @@ export interface Dashboard {
     description?: string;
     schemaVersion: number;
     __inputs?: unknown;
-    templating: { list: Array<{ name: string; type: string; query: unknown; definition?: string; datasource?: { type?: string; uid?: string } }> };
+    templating: {
+      list: Array<{ name: string; type: string; query: unknown; definition?: string; datasource?: { type?: string; uid?: string } }>;
+    };
     panels: Panel[];
   };
 }
@@ -75,7 +77,9 @@ export interface PanelQuery {
 
 /** Every target expression of every data panel of `d`. */
 export function panelQueries(d: Dashboard): PanelQuery[] {
-  return dataPanels(d).flatMap((p) => (p.targets ?? []).map((t) => ({ dashboard: d.file, panel: p.title, refId: t.refId, expr: t.expr ?? '' })));
+  return dataPanels(d).flatMap((p) =>
+    (p.targets ?? []).map((t) => ({ dashboard: d.file, panel: p.title, refId: t.refId, expr: t.expr ?? '' })),
+  );
 }
 
 /** Replaces Grafana variables (`$x`, `${x}`, `[[x]]`) with the values Grafana would send; throws on an unknown one. */
@@ -129,4 +133,5 @@ export function findBinary(name: string, envVar: string): string | undefined {
 }
 
 /** Why a missing Prometheus binary fails the test, and how to fix it. */
-export const INSTALL_HINT = 'promtool and prometheus come with Debian\'s `prometheus` package: apt-get install -y prometheus (or set PROMTOOL / PROMETHEUS to the binaries)';
+export const INSTALL_HINT =
+  "promtool and prometheus come with Debian's `prometheus` package: apt-get install -y prometheus (or set PROMTOOL / PROMETHEUS to the binaries)";

@@ -2,7 +2,20 @@ import { randomUUID } from 'crypto';
 import http from 'http';
 import Redis from 'ioredis';
 import type { Socket as ClientSocket } from 'socket.io-client';
-import { client, closeClients, collect, GatewayProcess, metricValue, RunningGateway, spawnService, startGateways, startWorker, token, uniquePrefix, until } from '../helpers/cluster';
+import {
+  client,
+  closeClients,
+  collect,
+  GatewayProcess,
+  metricValue,
+  RunningGateway,
+  spawnService,
+  startGateways,
+  startWorker,
+  token,
+  uniquePrefix,
+  until,
+} from '../helpers/cluster';
 import { startRedis, TestRedis } from '../helpers/redis';
 
 // The backend publish API and the outbox (PROTOCOL.md, Backend publish API): gateways take
@@ -21,24 +34,30 @@ interface Res {
 }
 
 /** One HTTP request on loopback (a fresh connection each time). */
-function request(port: number, opts: { method?: string; path?: string; body?: string | Buffer; headers?: Record<string, string>; chunked?: boolean } = {}): Promise<Res> {
+function request(
+  port: number,
+  opts: { method?: string; path?: string; body?: string | Buffer; headers?: Record<string, string>; chunked?: boolean } = {},
+): Promise<Res> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = { 'content-type': 'application/json', ...opts.headers };
     if (opts.body !== undefined && !opts.chunked) headers['content-length'] = String(Buffer.byteLength(opts.body));
-    const req = http.request({ host: '127.0.0.1', port, method: opts.method ?? 'POST', path: opts.path ?? '/api/v1/publish', headers, agent: false }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (text += d));
-      res.on('end', () => {
-        let body: unknown = text;
-        try {
-          body = JSON.parse(text);
-        } catch {
-          /* not JSON */
-        }
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
-      });
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port, method: opts.method ?? 'POST', path: opts.path ?? '/api/v1/publish', headers, agent: false },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d) => (text += d));
+        res.on('end', () => {
+          let body: unknown = text;
+          try {
+            body = JSON.parse(text);
+          } catch {
+            /* not JSON */
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body });
+        });
+      },
+    );
     req.setTimeout(10000, () => req.destroy(new Error('request timed out')));
     req.on('error', reject);
     if (opts.body !== undefined) req.write(opts.body);
@@ -48,14 +67,19 @@ function request(port: number, opts: { method?: string; path?: string; body?: st
 
 /** POST /api/v1/publish with a JSON body (or raw text) and the API key (or another Authorization). */
 function publish(port: number, body: unknown, auth: string | null = `Bearer ${KEY}`): Promise<Res> {
-  return request(port, { body: typeof body === 'string' ? body : JSON.stringify(body), headers: auth === null ? {} : { authorization: auth } });
+  return request(port, {
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+    headers: auth === null ? {} : { authorization: auth },
+  });
 }
 
 /** Scrapes /metrics; `value(name, labels)` sums the samples of `name` matching `labels`. */
 async function scrape(port: number): Promise<(name: string, labels?: Record<string, string>) => number> {
   const res = await request(port, { method: 'GET', path: '/metrics' });
   expect(res.status).toBe(200);
-  const lines = String(res.body).split('\n').filter((l) => l && !l.startsWith('#'));
+  const lines = String(res.body)
+    .split('\n')
+    .filter((l) => l && !l.startsWith('#'));
   return (name, labels = {}) => {
     let sum = 0;
     let seen = false;
@@ -91,7 +115,11 @@ interface Device {
 }
 
 /** A socket with listeners for `events` and `queued-messages` in place before it connects; joins `rooms`. */
-async function device(url: string, userId: string, opts: { events?: string[]; rooms?: string[]; claims?: Record<string, unknown> } = {}): Promise<Device> {
+async function device(
+  url: string,
+  userId: string,
+  opts: { events?: string[]; rooms?: string[]; claims?: Record<string, unknown> } = {},
+): Promise<Device> {
   const s = client(url, { token: await token(userId, opts.claims) }, { reconnection: false });
   const got: Record<string, any[]> = {};
   for (const e of opts.events ?? ['news']) got[e] = collect(s, e);
@@ -128,7 +156,14 @@ describe('publish API and outbox (2 gateways, 1 worker, Redis)', () => {
     const c = await startGateways(2, { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, API_KEYS: `other-key-0123456789,${KEY}` });
     gws = c.gateways;
     stopGws = c.stop;
-    worker = await startWorker({ REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, POD_NAME: `${prefix}-worker`, API_KEYS: KEY, WORKER_VISIBILITY_TIMEOUT_MS: '1000', WORKER_MAX_ATTEMPTS: '3' });
+    worker = await startWorker({
+      REDIS_URL: redis.url,
+      REDIS_KEY_PREFIX: prefix,
+      POD_NAME: `${prefix}-worker`,
+      API_KEYS: KEY,
+      WORKER_VISIBILITY_TIMEOUT_MS: '1000',
+      WORKER_MAX_ATTEMPTS: '3',
+    });
   });
   afterEach(async () => {
     closeClients();
@@ -193,9 +228,13 @@ describe('publish API and outbox (2 gateways, 1 worker, Redis)', () => {
     expect(ws.status).toBe(202);
     await until(async () => (await r.xlen(`${prefix}:inbox:{/workspace-a|${u}}`)) === 1, 5000, 'the workspace inbox');
     const later = await device(gw(1).url, u, { events: ['notify'], claims });
-    expect(await replayed(later)).toEqual([{ id: expect.stringMatching(/^\d+-\d+$/), event: 'notify', data: { x: 1 }, publishId: id, timestamp: expect.any(Number) }]);
+    expect(await replayed(later)).toEqual([
+      { id: expect.stringMatching(/^\d+-\d+$/), event: 'notify', data: { x: 1 }, publishId: id, timestamp: expect.any(Number) },
+    ]);
     const wsLater = await device(`${gw(1).url}/workspace-a`, u, { events: ['notify'], claims });
-    expect(await replayed(wsLater)).toEqual([{ id: expect.any(String), event: 'notify', data: { x: 2 }, publishId: ws.body.id, timestamp: expect.any(Number) }]);
+    expect(await replayed(wsLater)).toEqual([
+      { id: expect.any(String), event: 'notify', data: { x: 2 }, publishId: ws.body.id, timestamp: expect.any(Number) },
+    ]);
     expect(await metricValue(worker.metrics, 'realtime_outbox_deliveries_total', { target: 'user' })).toBe(deliveries0 + 2);
     // nobody else got it live; the / sockets did not get the workspace one
     expect(other.got.notify).toHaveLength(0);
@@ -211,12 +250,16 @@ describe('publish API and outbox (2 gateways, 1 worker, Redis)', () => {
     expect(first).toMatchObject({ status: 202, body: { id: id1 } });
     await until(() => rx.got.news.length === 1, 5000, 'the first delivery');
     // the retry (after delivery, on the other pod) and a concurrent pair
-    expect(await publish(gw(1).port, { room: 'idem', event: 'news', data: { id: id1 }, id: id1 })).toMatchObject({ status: 202, body: { id: id1 } });
+    expect(await publish(gw(1).port, { room: 'idem', event: 'news', data: { id: id1 }, id: id1 })).toMatchObject({
+      status: 202,
+      body: { id: id1 },
+    });
     const id2 = `idem-${tag()}`;
     const pair = await Promise.all([0, 1].map((i) => publish(gw(i).port, { room: 'idem', event: 'news', data: { id: id2 }, id: id2 })));
     for (const p of pair) expect(p).toMatchObject({ status: 202, body: { id: id2 } });
     const id3 = `idem-${tag()}`;
-    for (let i = 0; i < 2; i++) expect(await publish(gw(i).port, { userId: u, event: 'notify', data: 1, id: id3 })).toMatchObject({ status: 202, body: { id: id3 } });
+    for (let i = 0; i < 2; i++)
+      expect(await publish(gw(i).port, { userId: u, event: 'notify', data: 1, id: id3 })).toMatchObject({ status: 202, body: { id: id3 } });
     // without an id every publish is new
     const fresh = await Promise.all([0, 1].map(() => publish(gw(0).port, { room: 'idem', event: 'news', data: { id: 'anon' } })));
     expect(fresh[0].body.id).not.toBe(fresh[1].body.id);
@@ -270,7 +313,11 @@ describe('publish API and outbox (2 gateways, 1 worker, Redis)', () => {
     ];
     for (const [what, body] of cases) {
       const res = await publish(gw(0).port, body);
-      expect({ what, status: res.status, body: res.body }).toEqual({ what, status: 400, body: { error: { code: 'bad_request', message: expect.any(String) } } });
+      expect({ what, status: res.status, body: res.body }).toEqual({
+        what,
+        status: 400,
+        body: { error: { code: 'bad_request', message: expect.any(String) } },
+      });
     }
     // the worker's API validates the same way
     expect((await publish(worker.port, { ...ok, room: 'user:bob' })).status).toBe(400);
@@ -283,9 +330,21 @@ describe('publish API and outbox (2 gateways, 1 worker, Redis)', () => {
   test('401 without a valid key, and when API_KEYS is unset', async () => {
     const before = await entriesAdded(r, stream);
     const body = { room: 'r1', event: 'news', data: 1 };
-    for (const auth of [null, 'Bearer wrong-key-0123456789abcdef', `Basic ${KEY}`, 'Bearer', `Bearer ${KEY}x`, `Bearer ${KEY.slice(1)}`, KEY]) {
+    for (const auth of [
+      null,
+      'Bearer wrong-key-0123456789abcdef',
+      `Basic ${KEY}`,
+      'Bearer',
+      `Bearer ${KEY}x`,
+      `Bearer ${KEY.slice(1)}`,
+      KEY,
+    ]) {
       const res = await publish(gw(0).port, body, auth);
-      expect({ auth, status: res.status, body: res.body }).toEqual({ auth, status: 401, body: { error: { code: 'unauthorized', message: expect.any(String) } } });
+      expect({ auth, status: res.status, body: res.body }).toEqual({
+        auth,
+        status: 401,
+        body: { error: { code: 'unauthorized', message: expect.any(String) } },
+      });
     }
     expect((await publish(worker.port, body, null)).status).toBe(401);
     // every configured key works, the scheme is case-insensitive
@@ -316,7 +375,12 @@ describe('publish API and outbox (2 gateways, 1 worker, Redis)', () => {
     expect((await publish(gw(0).port, { room: 'r1', event: 'news', data: 'z'.repeat(16000) })).status).toBe(202);
     for (const method of ['GET', 'PUT', 'DELETE']) {
       const m = await request(gw(0).port, { method, headers: { authorization: `Bearer ${KEY}` } });
-      expect({ method, status: m.status, allow: m.headers.allow, body: m.body }).toEqual({ method, status: 405, allow: 'POST', body: { error: { code: 'bad_request', message: expect.any(String) } } });
+      expect({ method, status: m.status, allow: m.headers.allow, body: m.body }).toEqual({
+        method,
+        status: 405,
+        allow: 'POST',
+        body: { error: { code: 'bad_request', message: expect.any(String) } },
+      });
     }
     expect((await request(worker.port, { method: 'GET' })).status).toBe(405);
     expect(await entriesAdded(r, stream)).toBe(before + 1);
@@ -336,7 +400,22 @@ describe('publish API and outbox (2 gateways, 1 worker, Redis)', () => {
     const ry = await device(gw(1).url, `xs-${tag()}`, { rooms: ['x2'] });
     const claims = { workspaces: ['q'] };
     const wq = await device(`${gw(1).url}/workspace-q`, `xw-${tag()}`, { rooms: ['x1'], claims });
-    await r.xadd(stream, '*', 'id', `x-${tag()}`, 'namespace', '/', 'room', 'x1', 'event', 'news', 'data', JSON.stringify({ via: 'xadd' }), 'ts', String(Date.now()));
+    await r.xadd(
+      stream,
+      '*',
+      'id',
+      `x-${tag()}`,
+      'namespace',
+      '/',
+      'room',
+      'x1',
+      'event',
+      'news',
+      'data',
+      JSON.stringify({ via: 'xadd' }),
+      'ts',
+      String(Date.now()),
+    );
     await until(() => rx.got.news.length === 1, 5000, 'room delivery');
     expect(rx.got.news[0]).toEqual({ via: 'xadd' });
     // rooms as a JSON array, the namespace defaulted, no id (the entry id stands in)
@@ -350,7 +429,15 @@ describe('publish API and outbox (2 gateways, 1 worker, Redis)', () => {
     const entryId = await r.xadd(stream, '*', 'userId', u, 'event', 'notify', 'data', '{"k":3}');
     await until(async () => (await r.xlen(`${prefix}:inbox:{/|${u}}`)) === 1, 5000, 'the inbox append');
     const d = await device(gw(1).url, u, { events: ['notify'] });
-    expect(await replayed(d)).toEqual([{ id: expect.any(String), event: 'notify', data: { k: 3 }, publishId: `outbox-${entryId}`, timestamp: Number(entryId!.split('-')[0]) }]);
+    expect(await replayed(d)).toEqual([
+      {
+        id: expect.any(String),
+        event: 'notify',
+        data: { k: 3 },
+        publishId: `outbox-${entryId}`,
+        timestamp: Number(entryId!.split('-')[0]),
+      },
+    ]);
     expect(rx.got.news).toHaveLength(2);
     // delivered entries leave the stream
     await until(async () => (await r.xlen(stream)) === 0, 5000, 'the outbox to drain');
@@ -367,15 +454,34 @@ describe('publish API and outbox (2 gateways, 1 worker, Redis)', () => {
     await until(
       async () => {
         const m = await scrape(worker.metricsPort);
-        return m('realtime_outbox_pending') === 2 && m('realtime_outbox_length') === 2 && m('realtime_outbox_oldest_pending_age_seconds') > 0;
+        return (
+          m('realtime_outbox_pending') === 2 && m('realtime_outbox_length') === 2 && m('realtime_outbox_oldest_pending_age_seconds') > 0
+        );
       },
       10000,
       'the pending gauges',
     );
     await until(async () => (await r.xlen(dead)) >= 2, 15000, 'two dead letters');
-    const rows = new Map((await r.xrange(dead, '-', '+')).map(([, f]) => [f[f.indexOf('outboxId') + 1], Object.fromEntries(f.flatMap((v, i) => (i % 2 ? [] : [[v, f[i + 1]]])))]));
-    expect(rows.get(badJson)).toMatchObject({ data: '{not json', event: 'news', room: 'r1', outboxId: badJson, attempts: '3', error: 'field data is not valid JSON' });
-    expect(rows.get(badNs)).toMatchObject({ namespace: 'nope', outboxId: badNs, attempts: '3', error: expect.stringMatching(/namespace: "nope"/) });
+    const rows = new Map(
+      (await r.xrange(dead, '-', '+')).map(([, f]) => [
+        f[f.indexOf('outboxId') + 1],
+        Object.fromEntries(f.flatMap((v, i) => (i % 2 ? [] : [[v, f[i + 1]]]))),
+      ]),
+    );
+    expect(rows.get(badJson)).toMatchObject({
+      data: '{not json',
+      event: 'news',
+      room: 'r1',
+      outboxId: badJson,
+      attempts: '3',
+      error: 'field data is not valid JSON',
+    });
+    expect(rows.get(badNs)).toMatchObject({
+      namespace: 'nope',
+      outboxId: badNs,
+      attempts: '3',
+      error: expect.stringMatching(/namespace: "nope"/),
+    });
     // gone from the outbox (not pending, not in the stream), counted
     expect(await r.xrange(stream, badJson, badJson)).toEqual([]);
     expect(await r.xrange(stream, badNs, badNs)).toEqual([]);
@@ -385,7 +491,12 @@ describe('publish API and outbox (2 gateways, 1 worker, Redis)', () => {
     await until(
       async () => {
         const m = await scrape(worker.metricsPort);
-        return m('realtime_outbox_dead_letters_total') === dl0 + 2 && m('realtime_outbox_dead_letter_length') === 2 && m('realtime_outbox_pending') === 0 && m('realtime_outbox_length') === 0;
+        return (
+          m('realtime_outbox_dead_letters_total') === dl0 + 2 &&
+          m('realtime_outbox_dead_letter_length') === 2 &&
+          m('realtime_outbox_pending') === 0 &&
+          m('realtime_outbox_length') === 0
+        );
       },
       5000,
       'the gauges after dead-lettering',
@@ -397,14 +508,21 @@ describe('publish API and outbox (2 gateways, 1 worker, Redis)', () => {
     await until(
       async () => {
         const m = await scrape(worker.metricsPort);
-        return m('realtime_outbox_length') === 0 && m('realtime_outbox_lag') === 0 && m('realtime_outbox_pending') === 0 && m('realtime_outbox_oldest_pending_age_seconds') === 0;
+        return (
+          m('realtime_outbox_length') === 0 &&
+          m('realtime_outbox_lag') === 0 &&
+          m('realtime_outbox_pending') === 0 &&
+          m('realtime_outbox_oldest_pending_age_seconds') === 0
+        );
       },
       5000,
       'the gauges at rest',
     );
     const m = await scrape(worker.metricsPort);
     for (const target of ['all', 'rooms', 'user']) {
-      expect(m('realtime_outbox_deliveries_total', { target })).toBe(await metricValue(worker.metrics, 'realtime_outbox_deliveries_total', { target }));
+      expect(m('realtime_outbox_deliveries_total', { target })).toBe(
+        await metricValue(worker.metrics, 'realtime_outbox_deliveries_total', { target }),
+      );
       expect(m('realtime_outbox_deliveries_total', { target })).toBeGreaterThan(0);
     }
   });
@@ -418,7 +536,11 @@ describe('publish API and outbox (2 gateways, 1 worker, Redis)', () => {
       expect(res).toEqual(expect.objectContaining({ status: 503, body: { error: { code: 'unavailable', message: expect.any(String) } } }));
     }
     await redis.restart();
-    await until(async () => (await request(gw(1).metricsPort, { method: 'GET', path: '/readyz' })).status === 200, 15000, 'gateway readiness');
+    await until(
+      async () => (await request(gw(1).metricsPort, { method: 'GET', path: '/readyz' })).status === 200,
+      15000,
+      'gateway readiness',
+    );
     const res = await publish(gw(1).port, { room: 'after', event: 'news', data: 'back' });
     expect(res.status).toBe(202);
     await until(() => rx.got.news.includes('back'), 15000, 'delivery after the outage');
@@ -435,12 +557,21 @@ describe('a worker killed with entries pending (real worker processes)', () => {
   let stopGws: () => Promise<void>;
   const procs: GatewayProcess[] = [];
   const spawnWorker = async (name: string) => {
-    const w = await spawnService('worker', { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, POD_NAME: `${prefix}-${name}`, API_KEYS: KEY, WORKER_VISIBILITY_TIMEOUT_MS: '1000' });
+    const w = await spawnService('worker', {
+      REDIS_URL: redis.url,
+      REDIS_KEY_PREFIX: prefix,
+      POD_NAME: `${prefix}-${name}`,
+      API_KEYS: KEY,
+      WORKER_VISIBILITY_TIMEOUT_MS: '1000',
+    });
     procs.push(w);
     return w;
   };
   /** True while some worker's outbox reader is parked in XREADGROUP ... BLOCK on the Redis side. */
-  const readerBlocked = async () => ((await r.client('LIST')) as string).split('\n').some((l) => /name=rtg-outbox-reader /.test(l) && / flags=\S*b/.test(l) && / cmd=xreadgroup/.test(l));
+  const readerBlocked = async () =>
+    ((await r.client('LIST')) as string)
+      .split('\n')
+      .some((l) => /name=rtg-outbox-reader /.test(l) && / flags=\S*b/.test(l) && / cmd=xreadgroup/.test(l));
 
   beforeAll(async () => {
     redis = await startRedis();
@@ -465,7 +596,10 @@ describe('a worker killed with entries pending (real worker processes)', () => {
   let w2: GatewayProcess;
 
   test('another worker claims them after the visibility timeout; each is delivered at least once', async () => {
-    const rx = [await device(gws[0].url, `k0-${tag()}`, { events: ['job'], rooms: ['k'] }), await device(gws[1].url, `k1-${tag()}`, { events: ['job'], rooms: ['k'] })];
+    const rx = [
+      await device(gws[0].url, `k0-${tag()}`, { events: ['job'], rooms: ['k'] }),
+      await device(gws[1].url, `k1-${tag()}`, { events: ['job'], rooms: ['k'] }),
+    ];
     const w1 = await spawnWorker('w1');
     // w1 works
     expect((await publish(gws[0].port, { room: 'k', event: 'job', data: { n: -1 } })).status).toBe(202);
@@ -482,11 +616,13 @@ describe('a worker killed with entries pending (real worker processes)', () => {
     }
     // A backend appends a batch at once (MULTI): the parked XREADGROUP is served with all of it.
     const multi = r.multi();
-    for (let n = 0; n < 20; n++) multi.xadd(stream, '*', 'id', `job-${n}`, 'room', 'k', 'event', 'job', 'data', JSON.stringify({ n }), 'ts', String(Date.now()));
+    for (let n = 0; n < 20; n++)
+      multi.xadd(stream, '*', 'id', `job-${n}`, 'room', 'k', 'event', 'job', 'data', JSON.stringify({ n }), 'ts', String(Date.now()));
     const t0 = Date.now();
     await multi.exec();
     // Publishes through the API meanwhile stay unread: w1 is frozen and alone.
-    for (let n = 20; n < 30; n++) expect((await publish(gws[n % 2].port, { room: 'k', event: 'job', data: { n }, id: `job-${n}` })).status).toBe(202);
+    for (let n = 20; n < 30; n++)
+      expect((await publish(gws[n % 2].port, { room: 'k', event: 'job', data: { n }, id: `job-${n}` })).status).toBe(202);
     const pending = (await r.xpending(stream, 'workers', '-', '+', 100, `${prefix}-w1`)) as Array<[string, string, number, number]>;
     expect(pending).toHaveLength(20);
     const groups = (await r.xinfo('GROUPS', stream)) as unknown[][];
@@ -500,10 +636,14 @@ describe('a worker killed with entries pending (real worker processes)', () => {
     const arrived = new Map<number, number>();
     for (const d of rx) d.s.on('job', (m: { n: number }) => arrived.set(m.n, Math.min(arrived.get(m.n) ?? Infinity, Date.now())));
     const all = Array.from({ length: 30 }, (_, n) => n);
-    await until(() => rx.every((d) => all.every((n) => d.got.job.some((m) => m.n === n))), 20000, 'every job on both receivers').catch(async (e: Error) => {
-      const got = rx.map((d) => d.got.job.map((m) => m.n).join(','));
-      throw new Error(`${e.message}; received ${JSON.stringify(got)}; XPENDING ${JSON.stringify(await r.xpending(stream, 'workers'))}; w2 exit ${w2.proc.exitCode}: ${w2.output().slice(-2000)}`);
-    });
+    await until(() => rx.every((d) => all.every((n) => d.got.job.some((m) => m.n === n))), 20000, 'every job on both receivers').catch(
+      async (e: Error) => {
+        const got = rx.map((d) => d.got.job.map((m) => m.n).join(','));
+        throw new Error(
+          `${e.message}; received ${JSON.stringify(got)}; XPENDING ${JSON.stringify(await r.xpending(stream, 'workers'))}; w2 exit ${w2.proc.exitCode}: ${w2.output().slice(-2000)}`,
+        );
+      },
+    );
     // the 20 pending ones only after the visibility timeout
     for (let n = 0; n < 20; n++) expect(arrived.get(n)!).toBeGreaterThanOrEqual(t0 + 1000);
     for (const d of rx) {
@@ -530,7 +670,12 @@ describe('a worker killed with entries pending (real worker processes)', () => {
     await until(
       async () => {
         const m = await scrape(w2.metricsPort);
-        seen = { length: m('realtime_outbox_length'), lag: m('realtime_outbox_lag'), pending: m('realtime_outbox_pending'), age: m('realtime_outbox_oldest_pending_age_seconds') };
+        seen = {
+          length: m('realtime_outbox_length'),
+          lag: m('realtime_outbox_lag'),
+          pending: m('realtime_outbox_pending'),
+          age: m('realtime_outbox_oldest_pending_age_seconds'),
+        };
         return seen.lag > 0;
       },
       5000,
@@ -543,7 +688,12 @@ describe('a worker killed with entries pending (real worker processes)', () => {
     await until(
       async () => {
         const m = await scrape(w2.metricsPort);
-        return m('realtime_outbox_length') === 0 && m('realtime_outbox_lag') === 0 && m('realtime_outbox_pending') === 0 && m('realtime_outbox_oldest_pending_age_seconds') === 0;
+        return (
+          m('realtime_outbox_length') === 0 &&
+          m('realtime_outbox_lag') === 0 &&
+          m('realtime_outbox_pending') === 0 &&
+          m('realtime_outbox_oldest_pending_age_seconds') === 0
+        );
       },
       10000,
       'the gauges back at zero',

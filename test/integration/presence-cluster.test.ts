@@ -79,12 +79,21 @@ describe('rooms and presence keys on a redis cluster (3 gateways)', () => {
     ]);
     const left = collect(a, 'user-left');
     b1.disconnect();
-    await until(async () => (await a.emitWithAck('get-room-members', 'lobby')).members.find((m: any) => m.userId === 'bob')?.sockets === 1, 5000, 'one bob socket left');
+    await until(
+      async () => (await a.emitWithAck('get-room-members', 'lobby')).members.find((m: any) => m.userId === 'bob')?.sockets === 1,
+      5000,
+      'one bob socket left',
+    );
     const gone = waitFor(a, 'user-left');
     b2.disconnect();
     expect(await gone).toMatchObject({ room: 'lobby', userId: 'bob' });
     expect(left).toHaveLength(1);
-    expect(await a.emitWithAck('get-room-members', 'lobby')).toEqual({ ok: true, room: 'lobby', count: 1, members: [{ userId: 'alice', sockets: 1 }] });
+    expect(await a.emitWithAck('get-room-members', 'lobby')).toEqual({
+      ok: true,
+      room: 'lobby',
+      count: 1,
+      members: [{ userId: 'alice', sockets: 1 }],
+    });
   });
 
   test('presence of users whose keys live on every master: bulk lookup and online counts', async () => {

@@ -64,7 +64,9 @@ describe.each([
       backend = { url: s.url, cluster: false, stop: () => s.stop() };
     }
     const u = new URL(backend.url);
-    r = backend.cluster ? new Cluster([{ host: u.hostname, port: Number(u.port) }], { redisOptions: { maxRetriesPerRequest: 1 } }) : new Redis(backend.url, { maxRetriesPerRequest: 1 });
+    r = backend.cluster
+      ? new Cluster([{ host: u.hostname, port: Number(u.port) }], { redisOptions: { maxRetriesPerRequest: 1 } })
+      : new Redis(backend.url, { maxRetriesPerRequest: 1 });
   });
   beforeEach(() => {
     prefix = uniquePrefix();
@@ -93,7 +95,10 @@ describe.each([
     return p;
   };
   const deploy = (gateways: number, workers: number) =>
-    Promise.all([...Array.from({ length: gateways }, (_, i) => service('gateway', `gw${i}`)), ...Array.from({ length: workers }, (_, i) => service('worker', `wk${i}`))]).then((ps) => ({
+    Promise.all([
+      ...Array.from({ length: gateways }, (_, i) => service('gateway', `gw${i}`)),
+      ...Array.from({ length: workers }, (_, i) => service('worker', `wk${i}`)),
+    ]).then((ps) => ({
       gw: ps.slice(0, gateways),
       wk: ps.slice(gateways),
     }));
@@ -114,7 +119,13 @@ describe.each([
   };
 
   /** Connects `ids` to `url`, each joining `room`; resolves once the watcher saw every one online. */
-  const populate = async (url: string, ids: string[], room: string, watcher: { online(): unknown[] }, opts: { reconnect?: (id: string) => boolean } = {}) => {
+  const populate = async (
+    url: string,
+    ids: string[],
+    room: string,
+    watcher: { online(): unknown[] },
+    opts: { reconnect?: (id: string) => boolean } = {},
+  ) => {
     const socks: ClientSocket[] = [];
     for (let i = 0; i < ids.length; i += 50) {
       const batch = await Promise.all(
@@ -165,8 +176,9 @@ describe.each([
     // duplicates would come from a later sweep or reaper pass: give them a few periods to show
     await new Promise((res) => setTimeout(res, 2 * HB));
 
-     
-    console.log(`[${_name}] SIGKILL gateway: offline ${Math.min(...watcher.offline().map((e) => e.at - t0))}-${worst} ms after the kill; user-left ${Math.min(...watcher.left.map((e) => e.at - t0))}-${Math.max(...watcher.left.map((e) => e.at - t0))} ms`);
+    console.log(
+      `[${_name}] SIGKILL gateway: offline ${Math.min(...watcher.offline().map((e) => e.at - t0))}-${worst} ms after the kill; user-left ${Math.min(...watcher.left.map((e) => e.at - t0))}-${Math.max(...watcher.left.map((e) => e.at - t0))} ms`,
+    );
     expect(worst).toBeLessThanOrEqual(REAP_BOUND + MARGIN);
     expect([...counts(watcher.offline().map((e) => e.userId))].sort()).toEqual(ids.map((id) => [id, 1]).sort());
     expect(watcher.online()).toHaveLength(ids.length);
@@ -215,8 +227,10 @@ describe.each([
     expect(reasons.every((x) => x === 'transport close')).toBe(true);
     await Promise.all(reconnected);
     const reconnectedAfter = Date.now() - t1;
-     
-    console.log(`[${_name}] SIGSTOP gateway: offline ${worst} ms after the stop (worst); after SIGCONT clients closed in ${closedAfter} ms, live ones reconnected in ${reconnectedAfter} ms`);
+
+    console.log(
+      `[${_name}] SIGSTOP gateway: offline ${worst} ms after the stop (worst); after SIGCONT clients closed in ${closedAfter} ms, live ones reconnected in ${reconnectedAfter} ms`,
+    );
 
     // live users come back online through their real reconnect; the others stay offline
     await until(() => watcher.online().length >= ids.length + live.length, 10000, 'live users online again');
@@ -228,7 +242,11 @@ describe.each([
     const p = await watcher.w.emitWithAck('get-presence', ids);
     expect(p.users.map((u: any) => [u.userId, u.status])).toEqual(ids.map((id) => [id, id.startsWith('live') ? 'online' : 'offline']));
     const m = await members(watcher.w, 'paused');
-    expect(m.members.sort((a, b) => a.userId.localeCompare(b.userId))).toEqual([...live.map((userId) => ({ userId, sockets: 1 })), { userId: 'watcher-paused', sockets: 1 }].sort((a, b) => a.userId.localeCompare(b.userId)));
+    expect(m.members.sort((a, b) => a.userId.localeCompare(b.userId))).toEqual(
+      [...live.map((userId) => ({ userId, sockets: 1 })), { userId: 'watcher-paused', sockets: 1 }].sort((a, b) =>
+        a.userId.localeCompare(b.userId),
+      ),
+    );
     // the resumed pod indexes only the sockets it really holds
     const held = await r.hgetall(`${prefix}:pod:{${prefix}-gw1}:sockets`);
     expect(Object.values(held).sort()).toEqual([...live].sort());
@@ -239,37 +257,55 @@ describe.each([
   test.each([
     ['on the first user-left (mid room reap)', 'left'],
     ['on the first offline (mid sweep)', 'offline'],
-  ])('worker SIGKILLed during the reap of 200 users %s and restarted: every user gets exactly one offline and one user-left', async (_when, trigger) => {
-    const { gw, wk } = await deploy(2, 1);
-    const ids = Array.from({ length: 200 }, (_, i) => `m${i}`);
-    const watcher = await watch(gw[0].url, ids, 'crowd');
-    await populate(gw[1].url, ids, 'crowd', watcher);
+  ])(
+    'worker SIGKILLed during the reap of 200 users %s and restarted: every user gets exactly one offline and one user-left',
+    async (_when, trigger) => {
+      const { gw, wk } = await deploy(2, 1);
+      const ids = Array.from({ length: 200 }, (_, i) => `m${i}`);
+      const watcher = await watch(gw[0].url, ids, 'crowd');
+      await populate(gw[1].url, ids, 'crowd', watcher);
 
-    const t0 = Date.now();
-    await gw[1].kill('SIGKILL');
-    await until(() => (trigger === 'left' ? watcher.left.length > 0 : watcher.offline().length > 0), REAP_BOUND + MARGIN + 5000, `first ${trigger}`);
-    await wk[0].kill('SIGKILL');
-    const killedAt = Date.now() - t0;
-    const progress = { offline: watcher.offline().length, left: watcher.left.length };
-    const next = await service('worker', 'wk-next');
-    const restartedAt = Date.now() - t0;
-    // on a timeout, the assertion below names the users missed
-    await until(() => watcher.offline().length >= ids.length && watcher.left.length >= ids.length, 20000, 'every offline and user-left').catch(() => undefined);
-    const done = Date.now() - t0;
-    await new Promise((res) => setTimeout(res, 2 * HB + GRACE)); // duplicates would show by now
-     
-    const span = (xs: Array<{ at: number }>) => `${Math.min(...xs.map((e) => e.at - t0))}-${Math.max(...xs.map((e) => e.at - t0))} ms`;
-    console.log(`[${_name}] worker killed ${killedAt} ms after the gateway (offline ${progress.offline}/200, user-left ${progress.left}/200 announced), new worker up at ${restartedAt} ms, all announced at ${done} ms; user-left ${span(watcher.left)}, offline ${span(watcher.offline())} after the gateway kill`);
-    const off = counts(watcher.offline().map((e) => e.userId));
-    const missedOff = ids.filter((id) => !off.has(id));
-    const twiceOff = [...off].filter(([, n]) => n > 1).map(([id]) => id);
-    const lft = counts(watcher.left.map((e) => e.userId));
-    const twiceLeft = [...lft].filter(([, n]) => n > 1).map(([id]) => id);
-    expect({ missedOff, twiceOff, twiceLeft, missedLeft: ids.filter((id) => !lft.has(id)) }).toEqual({ missedOff: [], twiceOff: [], twiceLeft: [], missedLeft: [] });
-    expect((await members(watcher.w, 'crowd')).members).toEqual([{ userId: 'watcher-crowd', sockets: 1 }]);
-    const p = await watcher.w.emitWithAck('get-presence', ids);
-    expect(p.users.every((u: any) => u.status === 'offline')).toBe(true);
-    expect(await r.hlen(`${prefix}:pod:{${prefix}-gw1}:sockets`)).toBe(0);
-    expect(alive(next)).toBe(true);
-  });
+      const t0 = Date.now();
+      await gw[1].kill('SIGKILL');
+      await until(
+        () => (trigger === 'left' ? watcher.left.length > 0 : watcher.offline().length > 0),
+        REAP_BOUND + MARGIN + 5000,
+        `first ${trigger}`,
+      );
+      await wk[0].kill('SIGKILL');
+      const killedAt = Date.now() - t0;
+      const progress = { offline: watcher.offline().length, left: watcher.left.length };
+      const next = await service('worker', 'wk-next');
+      const restartedAt = Date.now() - t0;
+      // on a timeout, the assertion below names the users missed
+      await until(
+        () => watcher.offline().length >= ids.length && watcher.left.length >= ids.length,
+        20000,
+        'every offline and user-left',
+      ).catch(() => undefined);
+      const done = Date.now() - t0;
+      await new Promise((res) => setTimeout(res, 2 * HB + GRACE)); // duplicates would show by now
+
+      const span = (xs: Array<{ at: number }>) => `${Math.min(...xs.map((e) => e.at - t0))}-${Math.max(...xs.map((e) => e.at - t0))} ms`;
+      console.log(
+        `[${_name}] worker killed ${killedAt} ms after the gateway (offline ${progress.offline}/200, user-left ${progress.left}/200 announced), new worker up at ${restartedAt} ms, all announced at ${done} ms; user-left ${span(watcher.left)}, offline ${span(watcher.offline())} after the gateway kill`,
+      );
+      const off = counts(watcher.offline().map((e) => e.userId));
+      const missedOff = ids.filter((id) => !off.has(id));
+      const twiceOff = [...off].filter(([, n]) => n > 1).map(([id]) => id);
+      const lft = counts(watcher.left.map((e) => e.userId));
+      const twiceLeft = [...lft].filter(([, n]) => n > 1).map(([id]) => id);
+      expect({ missedOff, twiceOff, twiceLeft, missedLeft: ids.filter((id) => !lft.has(id)) }).toEqual({
+        missedOff: [],
+        twiceOff: [],
+        twiceLeft: [],
+        missedLeft: [],
+      });
+      expect((await members(watcher.w, 'crowd')).members).toEqual([{ userId: 'watcher-crowd', sockets: 1 }]);
+      const p = await watcher.w.emitWithAck('get-presence', ids);
+      expect(p.users.every((u: any) => u.status === 'offline')).toBe(true);
+      expect(await r.hlen(`${prefix}:pod:{${prefix}-gw1}:sockets`)).toBe(0);
+      expect(alive(next)).toBe(true);
+    },
+  );
 });

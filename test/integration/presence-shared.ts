@@ -57,7 +57,11 @@ export function describePresence(name: string, setup: () => Promise<PresenceSetu
       await until(() => events.length === 2, 5000, 'offline');
       expect(Date.now() - t0).toBeGreaterThanOrEqual(GRACE - 50);
       expect(events[1]).toEqual({ userId: 'pat', status: 'offline', lastSeen: pending.lastSeen });
-      expect((await watcher.emitWithAck('get-presence', ['pat'])).users[0]).toEqual({ userId: 'pat', status: 'offline', lastSeen: events[1].lastSeen });
+      expect((await watcher.emitWithAck('get-presence', ['pat'])).users[0]).toEqual({
+        userId: 'pat',
+        status: 'offline',
+        lastSeen: events[1].lastSeen,
+      });
       if (env!.transitions) expect(await env!.transitions('/', 'pat')).toBe(2);
     });
 
@@ -101,9 +105,22 @@ export function describePresence(name: string, setup: () => Promise<PresenceSetu
       const t = await token('sam');
       for (let round = 0; round < 50; round++) {
         const socks = await Promise.all([0, 1, 2].map((i) => connect(url(i), { token: t })));
-        await Promise.all(socks.map((s) => new Promise<void>((res) => { s.disconnect(); res(); })));
+        await Promise.all(
+          socks.map(
+            (s) =>
+              new Promise<void>((res) => {
+                s.disconnect();
+                res();
+              }),
+          ),
+        );
         // every few rounds, let the grace period pass so that some rounds really go offline and back
-        if (round % 10 === 9) await until(async () => (await watcher.emitWithAck('get-presence', ['sam'])).users[0].status === 'offline', 8000, `offline after round ${round}`);
+        if (round % 10 === 9)
+          await until(
+            async () => (await watcher.emitWithAck('get-presence', ['sam'])).users[0].status === 'offline',
+            8000,
+            `offline after round ${round}`,
+          );
       }
       const last = await Promise.all([0, 1].map((i) => connect(url(i), { token: t })));
       await new Promise((r) => setTimeout(r, GRACE * 3)); // any pending offline of the rounds is past its deadline

@@ -1,5 +1,18 @@
 import type { Socket as ClientSocket } from 'socket.io-client';
-import { client, closeClients, connect, GatewayProcess, metricValue, RunningGateway, spawnService, startGateways, token, uniquePrefix, until, waitFor } from '../helpers/cluster';
+import {
+  client,
+  closeClients,
+  connect,
+  GatewayProcess,
+  metricValue,
+  RunningGateway,
+  spawnService,
+  startGateways,
+  token,
+  uniquePrefix,
+  until,
+  waitFor,
+} from '../helpers/cluster';
 import { startRedis, TestRedis } from '../helpers/redis';
 import { startProxy, TcpProxy } from '../helpers/tcp-proxy';
 
@@ -133,7 +146,8 @@ describe('recovery after a pod is killed with SIGKILL (3 gateway processes)', ()
   beforeAll(async () => {
     redis = await startRedis();
     const prefix = uniquePrefix();
-    for (let i = 0; i < 3; i++) procs.push(await spawnService('gateway', { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, POD_NAME: `${prefix}-kill-${i}` }));
+    for (let i = 0; i < 3; i++)
+      procs.push(await spawnService('gateway', { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, POD_NAME: `${prefix}-kill-${i}` }));
     proxy = await startProxy([procs[0].port]);
   });
   afterEach(() => closeClients());

@@ -20,7 +20,8 @@ const gws: GatewayProcess[] = [];
 beforeAll(async () => {
   redis = await startRedis({ appendonly: true }); // an own instance (never an external REDIS_URL): it gets stopped
   const prefix = uniquePrefix();
-  for (let i = 0; i < 2; i++) gws.push(await spawnService('gateway', { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, POD_NAME: `${prefix}-out-${i}` }));
+  for (let i = 0; i < 2; i++)
+    gws.push(await spawnService('gateway', { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, POD_NAME: `${prefix}-out-${i}` }));
 });
 afterEach(() => closeClients());
 afterAll(async () => {
@@ -93,7 +94,9 @@ test('while Redis is down acks answer unavailable, readiness fails, the pods sta
   }
   const window = (Date.now() - t0) / 1000;
   const cpu = gws.map((g, i) => (cpuSeconds(g.proc.pid!) - cpu0[i]) / window);
-  console.log(`outage: ${rounds} probe rounds in ${window.toFixed(1)} s; gateway CPU ${cpu.map((c) => `${(c * 100).toFixed(1)}%`).join(', ')} of one core`);
+  console.log(
+    `outage: ${rounds} probe rounds in ${window.toFixed(1)} s; gateway CPU ${cpu.map((c) => `${(c * 100).toFixed(1)}%`).join(', ')} of one core`,
+  );
   for (const c of cpu) expect(c).toBeLessThan(0.5);
   for (const g of gws) expect(g.proc.exitCode).toBeNull();
   expect(bobGot.map((m) => m.text)).not.toContain('during the outage');

@@ -1,6 +1,18 @@
 import Redis from 'ioredis';
 import type { Socket as ClientSocket } from 'socket.io-client';
-import { client, closeClients, connect, GatewayProcess, RunningGateway, spawnService, startGateways, token, uniquePrefix, until, waitFor } from '../helpers/cluster';
+import {
+  client,
+  closeClients,
+  connect,
+  GatewayProcess,
+  RunningGateway,
+  spawnService,
+  startGateways,
+  token,
+  uniquePrefix,
+  until,
+  waitFor,
+} from '../helpers/cluster';
 import { startRedis, TestRedis } from '../helpers/redis';
 import { startProxy, TcpProxy } from '../helpers/tcp-proxy';
 
@@ -59,31 +71,36 @@ describe.each([
   test.each([
     ['the same pod', () => 0],
     ['another pod (when there is one)', () => n - 1],
-  ])('a connection that drops and recovers on %s within the grace period: no user-left, no user-joined, counted throughout', async (_where, target) => {
-    const room = `blip-${engine}-${target()}`;
-    const c = client(proxy.url, { token: await token('blip-user') }, RECONNECT);
-    await waitFor(c, 'connect', () => true, 10000);
-    expect(await c.emitWithAck('join-room', room)).toMatchObject({ ok: true });
-    const witness = await connect(gateways[n - 1].url, { token: await token('blip-witness') });
-    expect(await witness.emitWithAck('join-room', room)).toMatchObject({ ok: true, members: 2 });
-    const ev = roomEvents(witness, room);
+  ])(
+    'a connection that drops and recovers on %s within the grace period: no user-left, no user-joined, counted throughout',
+    async (_where, target) => {
+      const room = `blip-${engine}-${target()}`;
+      const c = client(proxy.url, { token: await token('blip-user') }, RECONNECT);
+      await waitFor(c, 'connect', () => true, 10000);
+      expect(await c.emitWithAck('join-room', room)).toMatchObject({ ok: true });
+      const witness = await connect(gateways[n - 1].url, { token: await token('blip-witness') });
+      expect(await witness.emitWithAck('join-room', room)).toMatchObject({ ok: true, members: 2 });
+      const ev = roomEvents(witness, room);
 
-    const back = waitFor(c, 'connect', () => true, 10000);
-    proxy.setTargets([gateways[target()].port]);
-    proxy.dropAll(); // the network drops the connection; the client reconnects through the proxy
-    await back;
-    expect(c.recovered).toBe(true);
-    expect((await witness.emitWithAck('get-room-members', room)).count).toBe(2);
-    await sleep(GRACE * 2 + 300); // well past the grace period: the recovered membership stays
-    expect(ev).toEqual([]);
-    expect((await witness.emitWithAck('get-room-members', room)).members).toEqual(expect.arrayContaining([{ userId: 'blip-user', sockets: 1 }]));
+      const back = waitFor(c, 'connect', () => true, 10000);
+      proxy.setTargets([gateways[target()].port]);
+      proxy.dropAll(); // the network drops the connection; the client reconnects through the proxy
+      await back;
+      expect(c.recovered).toBe(true);
+      expect((await witness.emitWithAck('get-room-members', room)).count).toBe(2);
+      await sleep(GRACE * 2 + 300); // well past the grace period: the recovered membership stays
+      expect(ev).toEqual([]);
+      expect((await witness.emitWithAck('get-room-members', room)).members).toEqual(
+        expect.arrayContaining([{ userId: 'blip-user', sockets: 1 }]),
+      );
 
-    // it still leaves like any member: one user-left, at once
-    expect(await c.emitWithAck('leave-room', room)).toMatchObject({ ok: true });
-    await until(() => ev.length === 1, 5000, 'user-left after leave-room');
-    expect(ev).toEqual([['left', 'blip-user']]);
-    proxy.setTargets([gateways[0].port]);
-  });
+      // it still leaves like any member: one user-left, at once
+      expect(await c.emitWithAck('leave-room', room)).toMatchObject({ ok: true });
+      await until(() => ev.length === 1, 5000, 'user-left after leave-room');
+      expect(ev).toEqual([['left', 'blip-user']]);
+      proxy.setTargets([gateways[0].port]);
+    },
+  );
 
   test('a connection that drops for good: one user-left when the grace period ends, not before', async () => {
     const room = `gone-${engine}`;
@@ -97,7 +114,10 @@ describe.each([
     await until(() => ev.length === 1, GRACE * 6, 'user-left after the grace period');
     expect(Date.now() - t0).toBeGreaterThanOrEqual(GRACE - 50);
     expect(ev).toEqual([['left', 'gone-user']]);
-    expect(await witness.emitWithAck('get-room-members', room)).toMatchObject({ count: 1, members: [{ userId: 'gone-user-witness', sockets: 1 }] });
+    expect(await witness.emitWithAck('get-room-members', room)).toMatchObject({
+      count: 1,
+      members: [{ userId: 'gone-user-witness', sockets: 1 }],
+    });
     await sleep(GRACE);
     expect(ev).toHaveLength(1);
   });
@@ -119,7 +139,9 @@ describe.each([
     expect(await second.emitWithAck('join-room', room)).toMatchObject({ ok: true, members: 2 });
     await sleep(GRACE * 2 + 300);
     expect(ev).toEqual([]);
-    expect((await witness.emitWithAck('get-room-members', room)).members).toEqual(expect.arrayContaining([{ userId: 'reload-user', sockets: 1 }]));
+    expect((await witness.emitWithAck('get-room-members', room)).members).toEqual(
+      expect.arrayContaining([{ userId: 'reload-user', sockets: 1 }]),
+    );
   });
 });
 
@@ -162,11 +184,21 @@ describe('parked memberships of a pod that dies during the grace period (process
       const t0 = Date.now();
       await a.kill('SIGKILL');
       await until(() => ev.length === users.length, GRACE * 8, 'every user-left');
-      console.log(`parked memberships of a SIGKILLed pod: ${users.length} user-left announced ${Date.now() - t0} ms after the kill (grace ${GRACE} ms)`);
+      console.log(
+        `parked memberships of a SIGKILLed pod: ${users.length} user-left announced ${Date.now() - t0} ms after the kill (grace ${GRACE} ms)`,
+      );
       await sleep(GRACE * 2);
-      expect(ev.filter(([k]) => k === 'left').map(([, u]) => u).sort()).toEqual([...users].sort());
+      expect(
+        ev
+          .filter(([k]) => k === 'left')
+          .map(([, u]) => u)
+          .sort(),
+      ).toEqual([...users].sort());
       expect(ev).toHaveLength(users.length);
-      expect(await witness.emitWithAck('get-room-members', room)).toMatchObject({ count: 1, members: [{ userId: 'orphan-witness', sockets: 1 }] });
+      expect(await witness.emitWithAck('get-room-members', room)).toMatchObject({
+        count: 1,
+        members: [{ userId: 'orphan-witness', sockets: 1 }],
+      });
       expect(await r.zcard(`${prefix}:room-leave-due`)).toBe(0);
       // nothing left behind in the room: no parked marks, no owed notes
       const fields = await r.hkeys(`${prefix}:room:{/|${room}}:sockets`);

@@ -25,7 +25,9 @@ describe.each(['redis', 'memory'])('parked memberships (%s engine)', (kind) => {
   beforeAll(async () => {
     if (kind === 'redis') redis = await startRedis();
     const cfg = testConfig({ REDIS_URL: redis?.url, REDIS_KEY_PREFIX: uniquePrefix(), POD_NAME: POD });
-    engine = createEngine(cfg, createLogger('test', 'silent', POD), createMetrics(new Registry(), { defaults: false }), { holdsSockets: false });
+    engine = createEngine(cfg, createLogger('test', 'silent', POD), createMetrics(new Registry(), { defaults: false }), {
+      holdsSockets: false,
+    });
     io = new Server(http.createServer()); // never listens: the adapter is all these tests use
     engine.attach(io);
     await engine.ready();

@@ -1,6 +1,17 @@
 import http from 'http';
 import type { Socket as ClientSocket } from 'socket.io-client';
-import { client, closeClients, collect, connect, GatewayProcess, spawnService, token, uniquePrefix, until, waitFor } from '../helpers/cluster';
+import {
+  client,
+  closeClients,
+  collect,
+  connect,
+  GatewayProcess,
+  spawnService,
+  token,
+  uniquePrefix,
+  until,
+  waitFor,
+} from '../helpers/cluster';
 import { startRedis, TestRedis } from '../helpers/redis';
 import { startProxy, TcpProxy } from '../helpers/tcp-proxy';
 
@@ -64,13 +75,17 @@ test('SIGTERM: readiness fails first, clients move to another pod by themselves 
   const movers: ClientSocket[] = [];
   for (const u of users) {
     const transports: Array<'websocket' | 'polling'> = u === 'mover-poll' ? ['polling'] : ['websocket'];
-    const s = client(proxy.url, { token: await token(u) }, { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 500, transports });
+    const s = client(
+      proxy.url,
+      { token: await token(u) },
+      { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 500, transports },
+    );
     await waitFor(s, 'connect', () => true, 10000);
     expect(await s.emitWithAck('join-room', 'handover')).toMatchObject({ ok: true });
     movers.push(s);
   }
   expect(await movers[0].emitWithAck('join-room', 'extra')).toMatchObject({ ok: true });
-    const observer = await connect(b.url, { token: await token('observer') });
+  const observer = await connect(b.url, { token: await token('observer') });
   expect(await observer.emitWithAck('join-room', 'handover')).toMatchObject({ ok: true, members: 4 });
   expect(await observer.emitWithAck('join-room', 'extra')).toMatchObject({ ok: true, members: 2 });
   const left = collect(observer, 'user-left');
@@ -141,7 +156,12 @@ test('SIGTERM: readiness fails first, clients move to another pod by themselves 
 });
 
 test('the worker shuts down cleanly on SIGTERM with exit code 0', async () => {
-  const w = await spawnService('worker', { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, POD_NAME: `${prefix}-worker`, DRAIN_TIMEOUT_MS: String(DRAIN_TIMEOUT_MS) });
+  const w = await spawnService('worker', {
+    REDIS_URL: redis.url,
+    REDIS_KEY_PREFIX: prefix,
+    POD_NAME: `${prefix}-worker`,
+    DRAIN_TIMEOUT_MS: String(DRAIN_TIMEOUT_MS),
+  });
   procs.push(w);
   await until(async () => (await status(w.port, '/readyz')) === 200, 10000, 'the worker to be ready');
   const t0 = Date.now();

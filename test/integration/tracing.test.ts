@@ -22,7 +22,9 @@ function otlpReceiver(): Promise<{ url: string; spans: OtlpSpan[]; close(): void
         const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
         for (const rs of body.resourceSpans ?? []) {
           const service = (rs.resource?.attributes ?? []).find((a: any) => a.key === 'service.name')?.value?.stringValue;
-          for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) spans.push({ traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId || undefined, name: s.name, service });
+          for (const ss of rs.scopeSpans ?? [])
+            for (const s of ss.spans ?? [])
+              spans.push({ traceId: s.traceId, spanId: s.spanId, parentSpanId: s.parentSpanId || undefined, name: s.name, service });
         }
       } catch {
         /* not JSON: the test below fails for lack of spans */
@@ -31,7 +33,9 @@ function otlpReceiver(): Promise<{ url: string; spans: OtlpSpan[]; close(): void
     });
   });
   return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, close: () => server.close() })),
+    server.listen(0, '127.0.0.1', () =>
+      resolve({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, spans, close: () => server.close() }),
+    ),
   );
 }
 
@@ -44,7 +48,14 @@ describe('tracing (OpenTelemetry, OTLP)', () => {
   beforeAll(async () => {
     redis = await startRedis();
     receiver = await otlpReceiver();
-    const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100', REDIS_URL: redis.url, REDIS_KEY_PREFIX: 'trace', API_KEYS: KEY };
+    const otel = {
+      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json',
+      OTEL_BSP_SCHEDULE_DELAY: '100',
+      REDIS_URL: redis.url,
+      REDIS_KEY_PREFIX: 'trace',
+      API_KEYS: KEY,
+    };
     procs.push(await spawnService('gateway', { ...otel, POD_NAME: 'trace-gw' }));
     procs.push(await spawnService('worker', { ...otel, POD_NAME: 'trace-wk' }));
   });
@@ -60,7 +71,11 @@ describe('tracing (OpenTelemetry, OTLP)', () => {
     const c = await connect(gw.url, { token: await token('tracer') });
     expect((await c.emitWithAck('join-room', 'traced')).ok).toBe(true);
     const got = waitFor(c, 'news');
-    const res = await fetch(`${worker.url}/api/v1/publish`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: JSON.stringify({ room: 'traced', event: 'news', data: { n: 1 } }) });
+    const res = await fetch(`${worker.url}/api/v1/publish`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ room: 'traced', event: 'news', data: { n: 1 } }),
+    });
     expect(res.status).toBe(202);
     expect(await got).toEqual({ n: 1 });
     // walk from the gateway's emit span up to the root: every hop is in the same trace
@@ -72,7 +87,11 @@ describe('tracing (OpenTelemetry, OTLP)', () => {
     };
     let chain: OtlpSpan[] = [];
     // spans arrive in batches from two processes: wait until the whole chain is in
-    await until(() => receiver.spans.filter((s) => s.name === 'adapter emit').some((e) => (chain = chainOf(e)).length >= 3), 15000, 'the whole trace').catch(() => undefined);
+    await until(
+      () => receiver.spans.filter((s) => s.name === 'adapter emit').some((e) => (chain = chainOf(e)).length >= 3),
+      15000,
+      'the whole trace',
+    ).catch(() => undefined);
     expect(chain.map((s) => s.name)).toEqual(['POST /api/v1/publish', 'outbox deliver', 'adapter emit']);
     expect(chain.map((s) => s.service)).toEqual(['realtime-worker', 'realtime-worker', 'realtime-gateway']);
   });

@@ -9,7 +9,15 @@ import type { Config } from '../../services/core/platform/config';
 type AuthCfg = Pick<Config, 'authMode' | 'jwtSecret' | 'jwtPublicKey' | 'jwtJwksUrl' | 'jwtIssuer' | 'jwtAudience' | 'jwtRequireExp'>;
 
 const SECRET = 'unit-test-secret-that-is-at-least-32-bytes';
-const base: AuthCfg = { authMode: 'jwt', jwtSecret: undefined, jwtPublicKey: undefined, jwtJwksUrl: undefined, jwtIssuer: undefined, jwtAudience: undefined, jwtRequireExp: true };
+const base: AuthCfg = {
+  authMode: 'jwt',
+  jwtSecret: undefined,
+  jwtPublicKey: undefined,
+  jwtJwksUrl: undefined,
+  jwtIssuer: undefined,
+  jwtAudience: undefined,
+  jwtRequireExp: true,
+};
 const hsCfg = (over: Partial<AuthCfg> = {}): AuthCfg => ({ ...base, jwtSecret: SECRET, ...over });
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -102,7 +110,11 @@ describe('HS256', () => {
 
   test('a bad signature (other secret, tampered payload) is unauthorized', async () => {
     const other = await sign({}, { key: new TextEncoder().encode('another-secret-that-is-32-bytes-long!!') });
-    expect(await refusal(auth({ token: other }))).toMatchObject({ code: 'unauthorized', reason: 'invalid_token', message: 'invalid token' });
+    expect(await refusal(auth({ token: other }))).toMatchObject({
+      code: 'unauthorized',
+      reason: 'invalid_token',
+      message: 'invalid token',
+    });
     const [h, , s] = (await sign()).split('.');
     const forged = Buffer.from(JSON.stringify({ sub: 'mallory', exp: now() + 3600, roles: ['admin'] })).toString('base64url');
     expect((await refusal(auth({ token: `${h}.${forged}.${s}` }))).reason).toBe('invalid_token');
@@ -124,9 +136,13 @@ describe('HS256', () => {
       expect(err.reason).toBe('bad_claims');
     }
     // identity providers' subjects are user ids as they are
-    for (const sub of ['auth0|5f1e2d3c', 'google-oauth2|109876', 'x'.repeat(255)]) expect((await auth({ token: await sign({}, { sub }) })).userId).toBe(sub);
+    for (const sub of ['auth0|5f1e2d3c', 'google-oauth2|109876', 'x'.repeat(255)])
+      expect((await auth({ token: await sign({}, { sub }) })).userId).toBe(sub);
     // sub of the wrong type
-    const numeric = await new SignJWT({ sub: 42 } as never).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('1h').sign(new TextEncoder().encode(SECRET));
+    const numeric = await new SignJWT({ sub: 42 } as never)
+      .setProtectedHeader({ alg: 'HS256' })
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode(SECRET));
     expect((await refusal(auth({ token: numeric }))).code).toBe('unauthorized');
   });
 
@@ -275,7 +291,11 @@ describe('insecure mode', () => {
 
   test('auth.userId is accepted without a signature, with optional roles/rooms/workspaces', async () => {
     expect(await auth({ userId: 'dev-1' })).toEqual({ userId: 'dev-1', roles: [], rooms: undefined, workspaces: [], exp: undefined });
-    expect(await auth({ userId: 'dev-2', roles: ['admin'], rooms: ['a*'], workspaces: ['w'] })).toMatchObject({ roles: ['admin'], rooms: ['a*'], workspaces: ['w'] });
+    expect(await auth({ userId: 'dev-2', roles: ['admin'], rooms: ['a*'], workspaces: ['w'] })).toMatchObject({
+      roles: ['admin'],
+      rooms: ['a*'],
+      workspaces: ['w'],
+    });
   });
 
   test('a missing or invalid userId is unauthorized', async () => {

@@ -1,6 +1,7 @@
 import { clientAddress } from '../../services/gateway/handshake';
 
-const hs = (address: string, xff?: string) => ({ handshake: { address, headers: xff === undefined ? {} : { 'x-forwarded-for': xff } } }) as any;
+const hs = (address: string, xff?: string) =>
+  ({ handshake: { address, headers: xff === undefined ? {} : { 'x-forwarded-for': xff } } }) as any;
 
 describe('clientAddress (handshake rate limit key)', () => {
   test('without trusted proxies the TCP peer is used, whatever X-Forwarded-For says', () => {

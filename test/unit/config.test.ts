@@ -113,13 +113,37 @@ describe('loadConfig: every kind of bad variable gives one clear line', () => {
     ['an enum', { AUTH_MODE: 'none' }, /^AUTH_MODE must be one of jwt, insecure, got "none"$/],
     ['a log level', { LOG_LEVEL: 'verbose' }, /^LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent, got "verbose"$/],
     ['a malformed redis URL', { REDIS_URL: 'not a url' }, /^REDIS_URL is not a valid redis:\/\/ URL: "not a url"$/],
-    ['a redis URL with the wrong scheme', { REDIS_URL: 'http://127.0.0.1:6379' }, /^REDIS_URL must start with redis:\/\/ or rediss:\/\/, got "http:\/\/127.0.0.1:6379"$/],
-    ['an invalid regular expression', { WORKSPACE_NAMESPACE_PATTERN: '^/ws-(($' }, /^WORKSPACE_NAMESPACE_PATTERN is not a valid regular expression: /],
-    ['an unanchored regular expression', { WORKSPACE_NAMESPACE_PATTERN: '/ws-(.+)' }, /^WORKSPACE_NAMESPACE_PATTERN must be anchored with \^ and \$, got "\/ws-\(\.\+\)"$/],
-    ['a pattern matching /admin', { WORKSPACE_NAMESPACE_PATTERN: '^/(.*)$' }, /^WORKSPACE_NAMESPACE_PATTERN must not match "\/" or "\/admin"$/],
-    ['a key prefix with bad characters', { REDIS_KEY_PREFIX: 'has space' }, /^REDIS_KEY_PREFIX must be 1-32 chars of \[A-Za-z0-9_.:-\], got "has space"$/],
+    [
+      'a redis URL with the wrong scheme',
+      { REDIS_URL: 'http://127.0.0.1:6379' },
+      /^REDIS_URL must start with redis:\/\/ or rediss:\/\/, got "http:\/\/127.0.0.1:6379"$/,
+    ],
+    [
+      'an invalid regular expression',
+      { WORKSPACE_NAMESPACE_PATTERN: '^/ws-(($' },
+      /^WORKSPACE_NAMESPACE_PATTERN is not a valid regular expression: /,
+    ],
+    [
+      'an unanchored regular expression',
+      { WORKSPACE_NAMESPACE_PATTERN: '/ws-(.+)' },
+      /^WORKSPACE_NAMESPACE_PATTERN must be anchored with \^ and \$, got "\/ws-\(\.\+\)"$/,
+    ],
+    [
+      'a pattern matching /admin',
+      { WORKSPACE_NAMESPACE_PATTERN: '^/(.*)$' },
+      /^WORKSPACE_NAMESPACE_PATTERN must not match "\/" or "\/admin"$/,
+    ],
+    [
+      'a key prefix with bad characters',
+      { REDIS_KEY_PREFIX: 'has space' },
+      /^REDIS_KEY_PREFIX must be 1-32 chars of \[A-Za-z0-9_.:-\], got "has space"$/,
+    ],
     ['a pod name with bad characters', { POD_NAME: 'pod/1' }, /^POD_NAME must be 1-253 chars of \[A-Za-z0-9_.-\], got "pod\/1"$/],
-    ['an unknown transport', { TRANSPORTS: 'websocket,carrier-pigeon' }, /^TRANSPORTS must list polling and\/or websocket, got "websocket,carrier-pigeon"$/],
+    [
+      'an unknown transport',
+      { TRANSPORTS: 'websocket,carrier-pigeon' },
+      /^TRANSPORTS must list polling and\/or websocket, got "websocket,carrier-pigeon"$/,
+    ],
     ['an empty transport list', { TRANSPORTS: ' , ' }, /^TRANSPORTS must not be empty$/],
   ];
   test.each(cases)('%s', (_what, env, line) => {
@@ -138,7 +162,8 @@ describe('loadConfig: every kind of bad variable gives one clear line', () => {
   test('several bad variables are reported together, one line each', () => {
     const p = problems({ JWT_SECRET: SECRET, PORT: 'x', REDIS_CLUSTER: 'maybe', AUTH_MODE: 'none', LOG_LEVEL: 'loud', INBOX_MAX_LEN: '0' });
     expect(p).toHaveLength(5);
-    for (const name of ['PORT', 'REDIS_CLUSTER', 'AUTH_MODE', 'LOG_LEVEL', 'INBOX_MAX_LEN']) expect(p.filter((l) => l.startsWith(`${name} `))).toHaveLength(1);
+    for (const name of ['PORT', 'REDIS_CLUSTER', 'AUTH_MODE', 'LOG_LEVEL', 'INBOX_MAX_LEN'])
+      expect(p.filter((l) => l.startsWith(`${name} `))).toHaveLength(1);
   });
 });
 
@@ -150,7 +175,9 @@ describe('loadConfig: cross checks', () => {
   });
 
   test('only one key source at a time', () => {
-    expect(problems({ JWT_SECRET: SECRET, JWT_JWKS_URL: 'https://idp.example/jwks.json' })).toEqual(['set only one of JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_URL']);
+    expect(problems({ JWT_SECRET: SECRET, JWT_JWKS_URL: 'https://idp.example/jwks.json' })).toEqual([
+      'set only one of JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_URL',
+    ]);
   });
 
   test('a short JWT_SECRET is refused (bytes, not characters)', () => {
@@ -162,14 +189,18 @@ describe('loadConfig: cross checks', () => {
   });
 
   test('JWT_JWKS_URL must be http(s)', () => {
-    expect(problems({ JWT_JWKS_URL: 'file:///etc/jwks.json' })).toEqual(['JWT_JWKS_URL must be an http(s) URL, got "file:///etc/jwks.json"']);
+    expect(problems({ JWT_JWKS_URL: 'file:///etc/jwks.json' })).toEqual([
+      'JWT_JWKS_URL must be an http(s) URL, got "file:///etc/jwks.json"',
+    ]);
   });
 
   test('the soft outbound mark must not exceed the hard one', () => {
     expect(problems({ JWT_SECRET: SECRET, OUTBOUND_BUFFER_SOFT_BYTES: '200000', OUTBOUND_BUFFER_MAX_BYTES: '100000' })).toEqual([
       'OUTBOUND_BUFFER_SOFT_BYTES must not exceed OUTBOUND_BUFFER_MAX_BYTES',
     ]);
-    expect(loadConfig({ JWT_SECRET: SECRET, OUTBOUND_BUFFER_SOFT_BYTES: '100000', OUTBOUND_BUFFER_MAX_BYTES: '100000' }).outboundMaxBytes).toBe(100000);
+    expect(
+      loadConfig({ JWT_SECRET: SECRET, OUTBOUND_BUFFER_SOFT_BYTES: '100000', OUTBOUND_BUFFER_MAX_BYTES: '100000' }).outboundMaxBytes,
+    ).toBe(100000);
   });
 
   test('the worker needs REDIS_URL', () => {
@@ -192,7 +223,13 @@ describe('loadConfig: cross checks', () => {
 
   test('several cross-check problems are reported together', () => {
     const p = problems({ JWT_SECRET: 'short', OUTBOUND_BUFFER_SOFT_BYTES: '2000000', REDIS_CLUSTER: 'true' });
-    expect(p).toEqual(expect.arrayContaining(['JWT_SECRET must be at least 32 bytes long', 'OUTBOUND_BUFFER_SOFT_BYTES must not exceed OUTBOUND_BUFFER_MAX_BYTES', 'REDIS_CLUSTER=true needs REDIS_URL']));
+    expect(p).toEqual(
+      expect.arrayContaining([
+        'JWT_SECRET must be at least 32 bytes long',
+        'OUTBOUND_BUFFER_SOFT_BYTES must not exceed OUTBOUND_BUFFER_MAX_BYTES',
+        'REDIS_CLUSTER=true needs REDIS_URL',
+      ]),
+    );
     expect(p).toHaveLength(3);
   });
 });
@@ -216,7 +253,17 @@ describe('unknownVariables', () => {
       HOME: '/root',
     };
     expect(unknownVariables(env).sort()).toEqual(
-      ['ADAPTER_STREAM_MAX_LEN', 'GATEWAY_PORT', 'INBOX_MAXLEN', 'JWT_SECRETS', 'OUTBOUND_BUFFER_SOFT', 'PRESENCE_GRACE', 'RATE_LIMIT_EVENT_PER_SECOND', 'RTG_FOO', 'WORKER_CONCURENCY'].sort(),
+      [
+        'ADAPTER_STREAM_MAX_LEN',
+        'GATEWAY_PORT',
+        'INBOX_MAXLEN',
+        'JWT_SECRETS',
+        'OUTBOUND_BUFFER_SOFT',
+        'PRESENCE_GRACE',
+        'RATE_LIMIT_EVENT_PER_SECOND',
+        'RTG_FOO',
+        'WORKER_CONCURENCY',
+      ].sort(),
     );
   });
 
@@ -229,7 +276,11 @@ describe('unknownVariables', () => {
 describe('settingsTable', () => {
   test('covers every setting exactly once, with a default, services and a one-line doc', () => {
     const rows = settingsTable();
-    expect(rows.map((r) => r.env).sort()).toEqual(Object.values(settings).map((s) => s.env).sort());
+    expect(rows.map((r) => r.env).sort()).toEqual(
+      Object.values(settings)
+        .map((s) => s.env)
+        .sort(),
+    );
     expect(new Set(rows.map((r) => r.env)).size).toBe(rows.length);
     for (const r of rows) {
       expect(r.env).toMatch(/^[A-Z][A-Z0-9_]*$/);
@@ -257,7 +308,10 @@ describe('the gateway process refuses a bad configuration', () => {
 
   function run(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
     return new Promise((resolve, reject) => {
-      const p = spawn(process.execPath, [main], { env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', METRICS_PORT: '0', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const p = spawn(process.execPath, [main], {
+        env: { PATH: process.env.PATH ?? '', HOST: '127.0.0.1', PORT: '0', METRICS_PORT: '0', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stdout = '';
       let stderr = '';
       p.stdout.on('data', (d) => (stdout += d));
@@ -291,6 +345,8 @@ describe('the gateway process refuses a bad configuration', () => {
   test('exits with code 2 when jwt mode has no key', async () => {
     const r = await run({});
     expect(r.code).toBe(2);
-    expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^gateway: invalid configuration: AUTH_MODE=jwt needs one of JWT_SECRET/)]);
+    expect(r.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/^gateway: invalid configuration: AUTH_MODE=jwt needs one of JWT_SECRET/),
+    ]);
   }, 30000);
 });

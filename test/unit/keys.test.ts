@@ -19,8 +19,10 @@ describe('Keys', () => {
   });
 
   test('room keys validate the namespace and room id before building a key', () => {
-    for (const room of ['', 'has space', 'x'.repeat(129), 'a}b', 'a{b', 'a\nb', 'ü']) expect(() => keys.room('/', room)).toThrow(/invalid room id for a Redis key/);
-    for (const nsp of ['', 'admin', '/a b', '/a}', '/' + 'x'.repeat(129), '/a/b']) expect(() => keys.room(nsp, 'lobby')).toThrow(/invalid namespace for a Redis key/);
+    for (const room of ['', 'has space', 'x'.repeat(129), 'a}b', 'a{b', 'a\nb', 'ü'])
+      expect(() => keys.room('/', room)).toThrow(/invalid room id for a Redis key/);
+    for (const nsp of ['', 'admin', '/a b', '/a}', '/' + 'x'.repeat(129), '/a/b'])
+      expect(() => keys.room(nsp, 'lobby')).toThrow(/invalid namespace for a Redis key/);
     expect(() => keys.room('/', 'x'.repeat(128))).not.toThrow();
     expect(() => keys.room('/' + 'x'.repeat(128), 'lobby')).not.toThrow();
     expect(() => keys.room('/', 'bad room')).toThrow(TypeError);
@@ -65,14 +67,26 @@ describe('Keys', () => {
 describe('ids and reserved rooms', () => {
   test('room ids: 1-128 chars of [A-Za-z0-9_.:-]', () => {
     for (const ok of ['a', 'lobby', 'team-1', 'a.b:c_d-e', 'x'.repeat(128)]) expect(isValidRoomId(ok)).toBe(true);
-    for (const bad of ['', 'x'.repeat(129), 'a b', 'a/b', 'a@b', 'é', 42, null, undefined, ['a'], { a: 1 }]) expect(isValidRoomId(bad)).toBe(false);
+    for (const bad of ['', 'x'.repeat(129), 'a b', 'a/b', 'a@b', 'é', 42, null, undefined, ['a'], { a: 1 }])
+      expect(isValidRoomId(bad)).toBe(false);
   });
 
   test('user ids also allow @', () => {
     // identity providers' subjects (OpenID Connect: up to 255 ASCII characters)
-    for (const ok of ['alice', 'bob@example.com', 'svc:worker-1', 'auth0|5f1e2d', 'google-oauth2|1098', 'a/b', 'x'.repeat(255), 'https://idp.example/u?id=1&x=~!$%']) expect(isValidUserId(ok)).toBe(true);
+    for (const ok of [
+      'alice',
+      'bob@example.com',
+      'svc:worker-1',
+      'auth0|5f1e2d',
+      'google-oauth2|1098',
+      'a/b',
+      'x'.repeat(255),
+      'https://idp.example/u?id=1&x=~!$%',
+    ])
+      expect(isValidUserId(ok)).toBe(true);
     // no spaces or control characters, no hash tag braces, no "#" (counter fields), no non-ASCII
-    for (const bad of ['', 'x'.repeat(256), 'a b', 'a\tb', 'a\nb', 'a{b', 'a}b', '#count', 'José', 7, null, undefined]) expect(isValidUserId(bad)).toBe(false);
+    for (const bad of ['', 'x'.repeat(256), 'a b', 'a\tb', 'a\nb', 'a{b', 'a}b', '#count', 'José', 7, null, undefined])
+      expect(isValidUserId(bad)).toBe(false);
     // a valid id always makes a key with exactly one hash tag
     expect(new Keys('rtg').presence('/', 'auth0|x').match(/\{[^}]*\}/g)).toEqual(['{/|auth0|x}']);
   });

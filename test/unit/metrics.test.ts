@@ -52,7 +52,14 @@ describe('the catalogue', () => {
   test('with defaults, prom-client process and Node.js metrics are registered too (the runtime dashboard reads them)', async () => {
     const withDefaults = createMetrics(new Registry());
     const names = (await withDefaults.registry.getMetricsAsJSON()).map((m) => m.name);
-    for (const n of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_p99_seconds', 'nodejs_heap_size_used_bytes', 'nodejs_gc_duration_seconds', 'nodejs_active_handles_total']) {
+    for (const n of [
+      'process_cpu_seconds_total',
+      'process_resident_memory_bytes',
+      'nodejs_eventloop_lag_p99_seconds',
+      'nodejs_heap_size_used_bytes',
+      'nodejs_gc_duration_seconds',
+      'nodejs_active_handles_total',
+    ]) {
       expect(names).toContain(n);
     }
   });
@@ -74,7 +81,8 @@ describe('invoke(): events received, outcome, errors, duration, drops', () => {
   /** The part of a Socket.IO socket invoke() uses: `on` (to route events here), `id` and `nsp.name`. */
   const fakeSocket = () => Object.assign(new EventEmitter(), { id: 'sid-1', nsp: { name: '/' } }) as unknown as Socket & EventEmitter;
   /** Routes `event` on the fake socket through invoke(), as the gateway's dispatcher does. */
-  const handle = (s: Socket & EventEmitter, event: string, _m: unknown, _l: unknown, fn: Fn) => s.on(event, (...raw: unknown[]) => invoke(s, event, raw, metrics, logger, fn));
+  const handle = (s: Socket & EventEmitter, event: string, _m: unknown, _l: unknown, fn: Fn) =>
+    s.on(event, (...raw: unknown[]) => invoke(s, event, raw, metrics, logger, fn));
   /** Emits `event` with `args` and an ack; resolves with the ack body. */
   const call = (s: EventEmitter, event: string, ...args: unknown[]) => new Promise<any>((resolve) => s.emit(event, ...args, resolve));
 
@@ -125,7 +133,7 @@ describe('boundOutboundBuffers(): packets sent, slow-consumer drops and cuts, vo
   const SOFT = 1000;
   const HARD = 2000;
   // Socket.IO's Client class (not exported): the bound patches its prototype's writeToEngine.
-   
+
   const { Client } = require(path.join(path.dirname(require.resolve('socket.io')), 'client.js')) as { Client: { prototype: object } };
   afterEach(() => jest.restoreAllMocks());
 

@@ -1,7 +1,8 @@
 import { KeyedLimiter, TokenBucket } from '../../services/gateway/rate-limit';
 
 /** How many of `n` takes at time `t` succeed. */
-const takes = (b: { take(now: number): boolean }, n: number, t: number) => Array.from({ length: n }, () => b.take(t)).filter(Boolean).length;
+const takes = (b: { take(now: number): boolean }, n: number, t: number) =>
+  Array.from({ length: n }, () => b.take(t)).filter(Boolean).length;
 
 describe('TokenBucket', () => {
   const T0 = 1_000_000;

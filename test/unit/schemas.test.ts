@@ -50,7 +50,8 @@ describe('ids and names', () => {
     for (const reserved of ['connect', 'connect_error', 'disconnect', 'disconnecting', 'newListener', 'removeListener', 'error']) {
       expect(rejects(eventNameSchema, reserved)).toBe('reserved event name');
     }
-    for (const bad of ['', 'has space', 'x'.repeat(65), 'a/b']) expect(rejects(eventNameSchema, bad)).toBe('event names are 1-64 chars of [A-Za-z0-9_.:-]');
+    for (const bad of ['', 'has space', 'x'.repeat(65), 'a/b'])
+      expect(rejects(eventNameSchema, bad)).toBe('event names are 1-64 chars of [A-Za-z0-9_.:-]');
   });
 
   test('streamIdSchema', () => {
@@ -63,7 +64,9 @@ describe('ids and names', () => {
 describe('messageSchema', () => {
   test('accepts one room or a list, with optional text/data/flags', () => {
     expect(accepts(messageSchema, { roomId: 'lobby', text: 'hi' })).toEqual({ roomId: 'lobby', text: 'hi' });
-    expect(accepts(messageSchema, { roomIds: ['a', 'b'], data: { n: [1, 2] }, exceptSender: true, volatile: false })).toMatchObject({ roomIds: ['a', 'b'] });
+    expect(accepts(messageSchema, { roomIds: ['a', 'b'], data: { n: [1, 2] }, exceptSender: true, volatile: false })).toMatchObject({
+      roomIds: ['a', 'b'],
+    });
     expect(accepts(messageSchema, { roomId: 'lobby' })).toEqual({ roomId: 'lobby' });
     expect(accepts(messageSchema, { roomId: 'lobby', data: null })).toEqual({ roomId: 'lobby', data: null });
     expect(accepts(messageSchema, { roomIds: Array.from({ length: 50 }, (_, i) => `r${i}`) }).roomIds).toHaveLength(50);
@@ -89,22 +92,42 @@ describe('presence, direct messages, inbox', () => {
   test('userIdListSchema: up to 1000 valid ids', () => {
     expect(accepts(userIdListSchema, [])).toEqual([]);
     expect(accepts(userIdListSchema, ['a', 'b@c'])).toEqual(['a', 'b@c']);
-    expect(accepts(userIdListSchema, Array.from({ length: 1000 }, (_, i) => `u${i}`))).toHaveLength(1000);
-    expect(rejects(userIdListSchema, Array.from({ length: 1001 }, (_, i) => `u${i}`))).toBe('at most 1000 user ids');
-    expect(rejects(userIdListSchema, ['ok', 'not ok'])).toBe('1: user ids are 1-255 printable ASCII characters, no spaces, "#", "{" or "}"');
+    expect(
+      accepts(
+        userIdListSchema,
+        Array.from({ length: 1000 }, (_, i) => `u${i}`),
+      ),
+    ).toHaveLength(1000);
+    expect(
+      rejects(
+        userIdListSchema,
+        Array.from({ length: 1001 }, (_, i) => `u${i}`),
+      ),
+    ).toBe('at most 1000 user ids');
+    expect(rejects(userIdListSchema, ['ok', 'not ok'])).toBe(
+      '1: user ids are 1-255 printable ASCII characters, no spaces, "#", "{" or "}"',
+    );
     expect(rejects(userIdListSchema, 'alice')).toMatch(/Expected array, received string/);
     expect(rejects(userIdListSchema, [1])).toBe('0: Expected string, received number');
     expect(rejects(userIdListSchema, ['a', ['b']])).toBe('1: Expected string, received array');
     expect(rejects(userIdListSchema, null)).toBe('Expected array, received null');
     expect(rejects(userIdListSchema, { 0: 'a', length: 1 })).toBe('Expected array, received object');
-    expect(rejects(userIdListSchema, ['a', 'x'.repeat(256)])).toBe('1: user ids are 1-255 printable ASCII characters, no spaces, "#", "{" or "}"');
+    expect(rejects(userIdListSchema, ['a', 'x'.repeat(256)])).toBe(
+      '1: user ids are 1-255 printable ASCII characters, no spaces, "#", "{" or "}"',
+    );
   });
 
   test('directMessageSchema', () => {
-    expect(accepts(directMessageSchema, { toUserId: 'bob', text: 'hi', data: { x: 1 } })).toEqual({ toUserId: 'bob', text: 'hi', data: { x: 1 } });
+    expect(accepts(directMessageSchema, { toUserId: 'bob', text: 'hi', data: { x: 1 } })).toEqual({
+      toUserId: 'bob',
+      text: 'hi',
+      data: { x: 1 },
+    });
     expect(accepts(directMessageSchema, { toUserId: 'bob' })).toEqual({ toUserId: 'bob' });
     expect(rejects(directMessageSchema, { text: 'hi' })).toMatch(/^toUserId: Required/);
-    expect(rejects(directMessageSchema, { toUserId: 'b o b' })).toBe('toUserId: user ids are 1-255 printable ASCII characters, no spaces, "#", "{" or "}"');
+    expect(rejects(directMessageSchema, { toUserId: 'b o b' })).toBe(
+      'toUserId: user ids are 1-255 printable ASCII characters, no spaces, "#", "{" or "}"',
+    );
     expect(rejects(directMessageSchema, { toUserId: 'bob', roomId: 'x' })).toMatch(/Unrecognized key.*roomId/);
     expect(rejects(directMessageSchema, { toUserId: 'bob', text: ['a'] })).toMatch(/^text: Expected string/);
   });
@@ -119,8 +142,14 @@ describe('presence, direct messages, inbox', () => {
 
 describe('admin schemas', () => {
   test('adminBroadcastSchema: defaults timeoutMs to 5000 and checks every field', () => {
-    expect(accepts(adminBroadcastSchema, { event: 'notice', data: { a: 1 } })).toEqual({ event: 'notice', data: { a: 1 }, timeoutMs: 5000 });
-    expect(accepts(adminBroadcastSchema, { namespace: '/workspace-acme', room: 'lobby', event: 'n', data: null, timeoutMs: 10 })).toMatchObject({ namespace: '/workspace-acme', timeoutMs: 10 });
+    expect(accepts(adminBroadcastSchema, { event: 'notice', data: { a: 1 } })).toEqual({
+      event: 'notice',
+      data: { a: 1 },
+      timeoutMs: 5000,
+    });
+    expect(
+      accepts(adminBroadcastSchema, { namespace: '/workspace-acme', room: 'lobby', event: 'n', data: null, timeoutMs: 10 }),
+    ).toMatchObject({ namespace: '/workspace-acme', timeoutMs: 10 });
     expect(accepts(adminBroadcastSchema, { namespace: '/', event: 'n', data: 1, timeoutMs: 60000 }).timeoutMs).toBe(60000);
     expect(rejects(adminBroadcastSchema, { data: 1 })).toMatch(/^event: Required/);
     expect(rejects(adminBroadcastSchema, { event: 'disconnect', data: 1 })).toBe('event: reserved event name');
@@ -137,7 +166,9 @@ describe('admin schemas', () => {
   test('adminDisconnectSchema', () => {
     expect(accepts(adminDisconnectSchema, { userId: 'alice' })).toEqual({ userId: 'alice' });
     expect(rejects(adminDisconnectSchema, {})).toMatch(/^userId: Required/);
-    expect(rejects(adminDisconnectSchema, { userId: '' })).toBe('userId: user ids are 1-255 printable ASCII characters, no spaces, "#", "{" or "}"');
+    expect(rejects(adminDisconnectSchema, { userId: '' })).toBe(
+      'userId: user ids are 1-255 printable ASCII characters, no spaces, "#", "{" or "}"',
+    );
     expect(rejects(adminDisconnectSchema, 'alice')).toMatch(/Expected object/);
   });
 });

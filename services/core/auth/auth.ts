@@ -38,11 +38,14 @@ function principalFrom(claims: Record<string, unknown>): Principal {
 }
 
 /** Builds the handshake authenticator for the configured mode (jwt or insecure). */
-export function createAuthenticator(cfg: Pick<Config, 'authMode' | 'jwtSecret' | 'jwtPublicKey' | 'jwtJwksUrl' | 'jwtIssuer' | 'jwtAudience' | 'jwtRequireExp'>): Authenticator {
+export function createAuthenticator(
+  cfg: Pick<Config, 'authMode' | 'jwtSecret' | 'jwtPublicKey' | 'jwtJwksUrl' | 'jwtIssuer' | 'jwtAudience' | 'jwtRequireExp'>,
+): Authenticator {
   if (cfg.authMode === 'insecure') {
     return async (auth) => {
       const a = (auth ?? {}) as Record<string, unknown>;
-      if (!isValidUserId(a.userId)) throw new AuthError('unauthorized', `insecure mode: auth.userId (${USER_ID_RULE}) is required`, 'missing_credentials');
+      if (!isValidUserId(a.userId))
+        throw new AuthError('unauthorized', `insecure mode: auth.userId (${USER_ID_RULE}) is required`, 'missing_credentials');
       return principalFrom({ sub: a.userId, roles: a.roles, rooms: a.rooms, workspaces: a.workspaces });
     };
   }
@@ -64,7 +67,8 @@ export function createAuthenticator(cfg: Pick<Config, 'authMode' | 'jwtSecret' |
   }
   return async (auth) => {
     const token = (auth as Record<string, unknown> | undefined)?.token;
-    if (typeof token !== 'string' || token.length === 0) throw new AuthError('unauthorized', 'auth.token (a JWT) is required', 'missing_credentials');
+    if (typeof token !== 'string' || token.length === 0)
+      throw new AuthError('unauthorized', 'auth.token (a JWT) is required', 'missing_credentials');
     if (token.length > 8192) throw new AuthError('unauthorized', 'token too long', 'invalid_token');
     try {
       const { payload } = await jwtVerify(token, key as never, {
@@ -78,8 +82,10 @@ export function createAuthenticator(cfg: Pick<Config, 'authMode' | 'jwtSecret' |
     } catch (e) {
       if (e instanceof AuthError) throw e;
       if (e instanceof joseErrors.JWTExpired) throw new AuthError('unauthorized', 'token expired', 'expired');
-      if (e instanceof joseErrors.JWKSTimeout || (e as Error).name === 'JWKSInvalid') throw new AuthError('unauthorized', 'could not fetch signing keys', 'jwks_unavailable');
-      if (e instanceof joseErrors.JWTClaimValidationFailed) throw new AuthError('unauthorized', `token claim check failed: ${e.claim}`, 'bad_claims');
+      if (e instanceof joseErrors.JWKSTimeout || (e as Error).name === 'JWKSInvalid')
+        throw new AuthError('unauthorized', 'could not fetch signing keys', 'jwks_unavailable');
+      if (e instanceof joseErrors.JWTClaimValidationFailed)
+        throw new AuthError('unauthorized', `token claim check failed: ${e.claim}`, 'bad_claims');
       throw new AuthError('unauthorized', 'invalid token', 'invalid_token');
     }
   };
@@ -90,7 +96,14 @@ const globCache = new Map<string, RegExp>();
 export function globToRegExp(glob: string): RegExp {
   let re = globCache.get(glob);
   if (!re) {
-    re = new RegExp('^' + glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.') + '$');
+    re = new RegExp(
+      '^' +
+        glob
+          .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+          .replace(/\*/g, '.*')
+          .replace(/\?/g, '.') +
+        '$',
+    );
     if (globCache.size > 10000) globCache.clear();
     globCache.set(glob, re);
   }

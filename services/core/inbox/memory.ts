@@ -2,7 +2,15 @@ import { compareIds, type InboxMessage, type InboxOptions, type InboxStore } fro
 
 /** Inboxes in memory (single node): the same semantics, lost with the process. */
 export class MemoryInbox implements InboxStore {
-  private boxes = new Map<string, { entries: Array<{ id: string; message: InboxMessage }>; acked: string | null; last?: string; dedup: Map<string, { id: string; at: number }> }>();
+  private boxes = new Map<
+    string,
+    {
+      entries: Array<{ id: string; message: InboxMessage }>;
+      acked: string | null;
+      last?: string;
+      dedup: Map<string, { id: string; at: number }>;
+    }
+  >();
   private lastMs = 0;
   private seq = 0;
   constructor(private opts: InboxOptions) {}

@@ -19,7 +19,15 @@ export class RedisInbox implements InboxStore {
   async append(nsp: string, userId: string, m: InboxMessage, publishId?: string): Promise<{ id: string; appended: boolean }> {
     this.check();
     const k = this.keys.inbox(nsp, userId);
-    const [id, appended] = await this.r.inboxAppend(k.stream, publishId ? k.dedup(publishId) : `${k.stream}:pub:-`, JSON.stringify(m), this.opts.maxLen, this.opts.maxAgeMs, this.opts.dedupWindowMs, publishId ? '1' : '0');
+    const [id, appended] = await this.r.inboxAppend(
+      k.stream,
+      publishId ? k.dedup(publishId) : `${k.stream}:pub:-`,
+      JSON.stringify(m),
+      this.opts.maxLen,
+      this.opts.maxAgeMs,
+      this.opts.dedupWindowMs,
+      publishId ? '1' : '0',
+    );
     return { id, appended: appended === 1 };
   }
 
@@ -58,7 +66,10 @@ export class RedisInbox implements InboxStore {
     for (const node of nodes) {
       let cursor = '0';
       do {
-        const [next, keys] = (await node.call('SCAN', cursor, 'MATCH', this.keys.inboxPattern(), 'COUNT', '500', 'TYPE', 'stream')) as [string, string[]];
+        const [next, keys] = (await node.call('SCAN', cursor, 'MATCH', this.keys.inboxPattern(), 'COUNT', '500', 'TYPE', 'stream')) as [
+          string,
+          string[],
+        ];
         cursor = next;
         for (const k of keys) {
           trimmed += Number(await this.r.xtrim(k, 'MINID', minId));
@@ -76,4 +87,3 @@ export class RedisInbox implements InboxStore {
     return this.depth;
   }
 }
-

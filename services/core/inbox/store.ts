@@ -48,4 +48,3 @@ export function compareIds(a: string, b: string): number {
   const [bm, bs] = b.split('-').map(BigInt);
   return am === bm ? (as === bs ? 0 : as < bs ? -1 : 1) : am < bm ? -1 : 1;
 }
-

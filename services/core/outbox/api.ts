@@ -30,15 +30,27 @@ export function publishRoute(cfg: Config, outbox: Outbox, metrics: Metrics, logg
     if (url !== '/api/v1/publish') return false;
     // A backend's own trace (traceparent header) continues through the outbox to the sockets.
     const parent = contextFrom(typeof req.headers.traceparent === 'string' ? req.headers.traceparent : undefined);
-    await inSpan('POST /api/v1/publish', { kind: SpanKind.SERVER, parent, attributes: { 'http.request.method': req.method ?? '', 'url.path': url } }, async (span) => {
-      await handlePublish(req, res, cfg, outbox, metrics, logger, limit);
-      span.setAttribute('http.response.status_code', res.statusCode);
-    });
+    await inSpan(
+      'POST /api/v1/publish',
+      { kind: SpanKind.SERVER, parent, attributes: { 'http.request.method': req.method ?? '', 'url.path': url } },
+      async (span) => {
+        await handlePublish(req, res, cfg, outbox, metrics, logger, limit);
+        span.setAttribute('http.response.status_code', res.statusCode);
+      },
+    );
     return true;
   };
 }
 
-async function handlePublish(req: http.IncomingMessage, res: http.ServerResponse, cfg: Config, outbox: Outbox, metrics: Metrics, logger: Logger, limit: number): Promise<void> {
+async function handlePublish(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  cfg: Config,
+  outbox: Outbox,
+  metrics: Metrics,
+  logger: Logger,
+  limit: number,
+): Promise<void> {
   const reply = (status: number, body: unknown) => {
     metrics.publishRequests.inc({ status: String(status) });
     sendJson(res, status, body);
@@ -50,7 +62,12 @@ async function handlePublish(req: http.IncomingMessage, res: http.ServerResponse
   }
   if (!cfg.apiKeys.length || !checkApiKey(req.headers.authorization, cfg.apiKeys)) {
     req.resume();
-    reply(401, { error: { code: 'unauthorized', message: cfg.apiKeys.length ? 'missing or invalid API key (Authorization: Bearer <key>)' : 'the publish API is off: set API_KEYS' } });
+    reply(401, {
+      error: {
+        code: 'unauthorized',
+        message: cfg.apiKeys.length ? 'missing or invalid API key (Authorization: Bearer <key>)' : 'the publish API is off: set API_KEYS',
+      },
+    });
     return;
   }
   try {

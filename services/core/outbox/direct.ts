@@ -6,7 +6,12 @@ import { deliver, type Outbox, type Publish } from './publish';
 /** The single-node outbox: no Redis, so a publish is delivered in process before it is acknowledged. */
 export class DirectOutbox implements Outbox {
   private seen = new Map<string, number>();
-  constructor(private io: Server, private inbox: InboxStore, private metrics: Metrics, private windowMs: number) {}
+  constructor(
+    private io: Server,
+    private inbox: InboxStore,
+    private metrics: Metrics,
+    private windowMs: number,
+  ) {}
   async publish(p: Publish): Promise<{ id: string; duplicate: boolean }> {
     const now = Date.now();
     for (const [k, at] of this.seen) if (now - at > this.windowMs) this.seen.delete(k);
@@ -16,4 +21,3 @@ export class DirectOutbox implements Outbox {
     return { id: p.id, duplicate: false };
   }
 }
-

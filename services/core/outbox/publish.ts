@@ -41,10 +41,12 @@ export function validatePublish(body: unknown, cfg: Pick<Config, 'workspacePatte
   const targets = [b.room, b.rooms, b.userId].filter((x) => x !== undefined).length;
   if (targets > 1) throw new GatewayError('bad_request', 'give at most one of room, rooms, userId');
   const namespace = b.namespace ?? '/';
-  if (namespace !== '/' && !cfg.workspacePattern.test(namespace)) throw new GatewayError('bad_request', `namespace: "${namespace.slice(0, 140)}" is not "/" nor a workspace namespace`);
+  if (namespace !== '/' && !cfg.workspacePattern.test(namespace))
+    throw new GatewayError('bad_request', `namespace: "${namespace.slice(0, 140)}" is not "/" nor a workspace namespace`);
   const rooms = b.room ? [b.room] : b.rooms ? [...new Set(b.rooms)] : undefined;
   if (rooms?.some(isReservedRoom)) throw new GatewayError('bad_request', 'rooms starting with user:, presence: or _ are reserved');
-  if (payloadBytes(undefined, b.data) > cfg.maxMessageBytes) throw new GatewayError('too_large', `data exceeds ${cfg.maxMessageBytes} bytes`);
+  if (payloadBytes(undefined, b.data) > cfg.maxMessageBytes)
+    throw new GatewayError('too_large', `data exceeds ${cfg.maxMessageBytes} bytes`);
   return {
     id: b.id ?? randomUUID(),
     namespace,
@@ -98,7 +100,12 @@ export async function deliver(io: Server, inbox: InboxStore, p: Publish, metrics
   const nsp = io.of(p.namespace);
   const origin = { ts: p.timestamp, kind: 'publish' };
   if (p.target.kind === 'user') {
-    const { appended } = await inbox.append(p.namespace, p.target.userId, { kind: 'publish', event: p.event, data: p.data, publishId: p.id, timestamp: p.timestamp, traceparent: p.traceparent }, p.id);
+    const { appended } = await inbox.append(
+      p.namespace,
+      p.target.userId,
+      { kind: 'publish', event: p.event, data: p.data, publishId: p.id, timestamp: p.timestamp, traceparent: p.traceparent },
+      p.id,
+    );
     if (appended) metrics.inboxAppends.inc({ kind: 'publish' });
     await broadcast(nsp, { rooms: [userRoom(p.target.userId)], origin }, p.event, p.data);
   } else {
@@ -112,4 +119,3 @@ export interface Outbox {
   /** Resolves once the publish is durable; `duplicate` when its id was seen within the window. */
   publish(p: Publish): Promise<{ id: string; duplicate: boolean }>;
 }
-

@@ -90,48 +90,281 @@ const GW = ['gateway', 'worker'] as const;
 
 /** Every setting, with its default and a one-line doc. The README table and the Helm chart follow this list. */
 export const settings = {
-  port: { env: 'PORT', def: 3000, parse: int(0, 65535), services: GW, doc: 'HTTP port: Socket.IO (`/socket.io/`), `/healthz`, `/readyz`, the publish API and the demo page' } as Setting<number>,
+  port: {
+    env: 'PORT',
+    def: 3000,
+    parse: int(0, 65535),
+    services: GW,
+    doc: 'HTTP port: Socket.IO (`/socket.io/`), `/healthz`, `/readyz`, the publish API and the demo page',
+  } as Setting<number>,
   host: { env: 'HOST', def: '0.0.0.0', parse: str, services: GW, doc: 'Address the HTTP and metrics servers bind to' } as Setting<string>,
-  metricsPort: { env: 'METRICS_PORT', def: 9091, parse: int(0, 65535), services: GW, doc: 'Port of `/metrics` (and health), kept off the public ingress' } as Setting<number>,
-  redisUrl: { env: 'REDIS_URL', def: undefined, parse: redisUrl, services: GW, doc: 'Redis URL. Unset: single node on the in-memory engine (gateway only). Set: clustered on Redis' } as Setting<string | undefined>,
-  redisCluster: { env: 'REDIS_CLUSTER', def: false, parse: bool, services: GW, doc: 'Treat `REDIS_URL` as a seed node of a Redis Cluster' } as Setting<boolean>,
-  keyPrefix: { env: 'REDIS_KEY_PREFIX', def: 'rtg', parse: (raw, name) => { if (!/^[A-Za-z0-9_.:-]{1,32}$/.test(raw)) throw new Error(`${name} must be 1-32 chars of [A-Za-z0-9_.:-], got "${raw}"`); return raw; }, services: GW, doc: 'Prefix of every Redis key this service writes' } as Setting<string>,
-  authMode: { env: 'AUTH_MODE', def: 'jwt', parse: oneOf('jwt', 'insecure'), services: G, doc: '`jwt` verifies `auth.token`; `insecure` accepts `auth.userId` unsigned (development only, logs a warning)' } as Setting<'jwt' | 'insecure'>,
-  jwtSecret: { env: 'JWT_SECRET', def: undefined, parse: optStr, services: G, doc: 'HS256 shared secret (at least 32 bytes)' } as Setting<string | undefined>,
-  jwtPublicKey: { env: 'JWT_PUBLIC_KEY', def: undefined, parse: optStr, services: G, doc: 'PEM public key (SPKI) for RS256/ES256 tokens' } as Setting<string | undefined>,
-  jwtJwksUrl: { env: 'JWT_JWKS_URL', def: undefined, parse: optStr, services: G, doc: 'JWKS URL for RS256/ES256 tokens (keys cached and refreshed on unknown `kid`)' } as Setting<string | undefined>,
-  jwtIssuer: { env: 'JWT_ISSUER', def: undefined, parse: optStr, services: G, doc: 'Required `iss` claim, when set' } as Setting<string | undefined>,
-  jwtAudience: { env: 'JWT_AUDIENCE', def: undefined, parse: optStr, services: G, doc: 'Required `aud` claim, when set' } as Setting<string | undefined>,
+  metricsPort: {
+    env: 'METRICS_PORT',
+    def: 9091,
+    parse: int(0, 65535),
+    services: GW,
+    doc: 'Port of `/metrics` (and health), kept off the public ingress',
+  } as Setting<number>,
+  redisUrl: {
+    env: 'REDIS_URL',
+    def: undefined,
+    parse: redisUrl,
+    services: GW,
+    doc: 'Redis URL. Unset: single node on the in-memory engine (gateway only). Set: clustered on Redis',
+  } as Setting<string | undefined>,
+  redisCluster: {
+    env: 'REDIS_CLUSTER',
+    def: false,
+    parse: bool,
+    services: GW,
+    doc: 'Treat `REDIS_URL` as a seed node of a Redis Cluster',
+  } as Setting<boolean>,
+  keyPrefix: {
+    env: 'REDIS_KEY_PREFIX',
+    def: 'rtg',
+    parse: (raw, name) => {
+      if (!/^[A-Za-z0-9_.:-]{1,32}$/.test(raw)) throw new Error(`${name} must be 1-32 chars of [A-Za-z0-9_.:-], got "${raw}"`);
+      return raw;
+    },
+    services: GW,
+    doc: 'Prefix of every Redis key this service writes',
+  } as Setting<string>,
+  authMode: {
+    env: 'AUTH_MODE',
+    def: 'jwt',
+    parse: oneOf('jwt', 'insecure'),
+    services: G,
+    doc: '`jwt` verifies `auth.token`; `insecure` accepts `auth.userId` unsigned (development only, logs a warning)',
+  } as Setting<'jwt' | 'insecure'>,
+  jwtSecret: { env: 'JWT_SECRET', def: undefined, parse: optStr, services: G, doc: 'HS256 shared secret (at least 32 bytes)' } as Setting<
+    string | undefined
+  >,
+  jwtPublicKey: {
+    env: 'JWT_PUBLIC_KEY',
+    def: undefined,
+    parse: optStr,
+    services: G,
+    doc: 'PEM public key (SPKI) for RS256/ES256 tokens',
+  } as Setting<string | undefined>,
+  jwtJwksUrl: {
+    env: 'JWT_JWKS_URL',
+    def: undefined,
+    parse: optStr,
+    services: G,
+    doc: 'JWKS URL for RS256/ES256 tokens (keys cached and refreshed on unknown `kid`)',
+  } as Setting<string | undefined>,
+  jwtIssuer: { env: 'JWT_ISSUER', def: undefined, parse: optStr, services: G, doc: 'Required `iss` claim, when set' } as Setting<
+    string | undefined
+  >,
+  jwtAudience: { env: 'JWT_AUDIENCE', def: undefined, parse: optStr, services: G, doc: 'Required `aud` claim, when set' } as Setting<
+    string | undefined
+  >,
   jwtRequireExp: { env: 'JWT_REQUIRE_EXP', def: true, parse: bool, services: G, doc: 'Refuse tokens without `exp`' } as Setting<boolean>,
-  podName: { env: 'POD_NAME', def: os.hostname(), defDoc: 'hostname', parse: (raw, name) => { if (!/^[A-Za-z0-9_.-]{1,253}$/.test(raw)) throw new Error(`${name} must be 1-253 chars of [A-Za-z0-9_.-], got "${raw}"`); return raw; }, services: GW, doc: 'Identity of this process in heartbeats, presence and logs' } as Setting<string>,
-  logLevel: { env: 'LOG_LEVEL', def: 'info', parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'), services: GW, doc: 'pino log level' } as Setting<string>,
-  workspacePattern: { env: 'WORKSPACE_NAMESPACE_PATTERN', def: /^\/workspace-([A-Za-z0-9_-]{1,64})$/, defDoc: '`^/workspace-([A-Za-z0-9_-]{1,64})$`', parse: regex, services: GW, doc: 'Dynamic workspace namespaces; the first capture group is the id checked against the `workspaces` claim' } as Setting<RegExp>,
-  corsOrigins: { env: 'CORS_ORIGINS', def: ['*'], defDoc: '`*`', parse: list, services: G, doc: 'Allowed browser origins, comma-separated (`*` = any)' } as Setting<string[]>,
-  transports: { env: 'TRANSPORTS', def: ['polling', 'websocket'], defDoc: '`polling,websocket`', parse: (raw, name) => { const l = list(raw, name); for (const t of l) if (!['polling', 'websocket'].includes(t)) throw new Error(`${name} must list polling and/or websocket, got "${raw}"`); if (!l.length) throw new Error(`${name} must not be empty`); return l; }, services: G, doc: 'Enabled Engine.IO transports' } as Setting<string[]>,
-  maxHttpBufferSize: { env: 'MAX_HTTP_BUFFER_SIZE', def: 65536, parse: int(1024, 100 * 1024 * 1024), services: G, doc: 'Largest accepted Engine.IO message in bytes; a bigger one closes that connection' } as Setting<number>,
-  maxMessageBytes: { env: 'MAX_MESSAGE_BYTES', def: 16384, parse: int(64, 100 * 1024 * 1024), services: GW, doc: 'Largest `text` + `data` of one message/direct message/publish (JSON bytes); larger answers `too_large`' } as Setting<number>,
-  rateLimitPerSecond: { env: 'RATE_LIMIT_EVENTS_PER_SECOND', def: 50, parse: int(0), services: G, doc: 'Per-socket token bucket refill rate for client events (0 = no limit)' } as Setting<number>,
+  podName: {
+    env: 'POD_NAME',
+    def: os.hostname(),
+    defDoc: 'hostname',
+    parse: (raw, name) => {
+      if (!/^[A-Za-z0-9_.-]{1,253}$/.test(raw)) throw new Error(`${name} must be 1-253 chars of [A-Za-z0-9_.-], got "${raw}"`);
+      return raw;
+    },
+    services: GW,
+    doc: 'Identity of this process in heartbeats, presence and logs',
+  } as Setting<string>,
+  logLevel: {
+    env: 'LOG_LEVEL',
+    def: 'info',
+    parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
+    services: GW,
+    doc: 'pino log level',
+  } as Setting<string>,
+  workspacePattern: {
+    env: 'WORKSPACE_NAMESPACE_PATTERN',
+    def: /^\/workspace-([A-Za-z0-9_-]{1,64})$/,
+    defDoc: '`^/workspace-([A-Za-z0-9_-]{1,64})$`',
+    parse: regex,
+    services: GW,
+    doc: 'Dynamic workspace namespaces; the first capture group is the id checked against the `workspaces` claim',
+  } as Setting<RegExp>,
+  corsOrigins: {
+    env: 'CORS_ORIGINS',
+    def: ['*'],
+    defDoc: '`*`',
+    parse: list,
+    services: G,
+    doc: 'Allowed browser origins, comma-separated (`*` = any)',
+  } as Setting<string[]>,
+  transports: {
+    env: 'TRANSPORTS',
+    def: ['polling', 'websocket'],
+    defDoc: '`polling,websocket`',
+    parse: (raw, name) => {
+      const l = list(raw, name);
+      for (const t of l)
+        if (!['polling', 'websocket'].includes(t)) throw new Error(`${name} must list polling and/or websocket, got "${raw}"`);
+      if (!l.length) throw new Error(`${name} must not be empty`);
+      return l;
+    },
+    services: G,
+    doc: 'Enabled Engine.IO transports',
+  } as Setting<string[]>,
+  maxHttpBufferSize: {
+    env: 'MAX_HTTP_BUFFER_SIZE',
+    def: 65536,
+    parse: int(1024, 100 * 1024 * 1024),
+    services: G,
+    doc: 'Largest accepted Engine.IO message in bytes; a bigger one closes that connection',
+  } as Setting<number>,
+  maxMessageBytes: {
+    env: 'MAX_MESSAGE_BYTES',
+    def: 16384,
+    parse: int(64, 100 * 1024 * 1024),
+    services: GW,
+    doc: 'Largest `text` + `data` of one message/direct message/publish (JSON bytes); larger answers `too_large`',
+  } as Setting<number>,
+  rateLimitPerSecond: {
+    env: 'RATE_LIMIT_EVENTS_PER_SECOND',
+    def: 50,
+    parse: int(0),
+    services: G,
+    doc: 'Per-socket token bucket refill rate for client events (0 = no limit)',
+  } as Setting<number>,
   rateLimitBurst: { env: 'RATE_LIMIT_BURST', def: 100, parse: int(1), services: G, doc: 'Per-socket token bucket size' } as Setting<number>,
-  connectRatePerSecond: { env: 'CONNECT_RATE_LIMIT_PER_SECOND', def: 0, parse: int(0), services: G, doc: 'Per-client-address handshake rate (0 = no limit); excess answers `rate_limited`' } as Setting<number>,
-  trustProxyHops: { env: 'TRUST_PROXY_HOPS', def: 0, parse: int(0, 10), services: G, doc: 'Proxies in front of the gateway that append to `X-Forwarded-For` (the client address for the handshake limit is taken that many entries from the right; 0 = the TCP peer)' } as Setting<number>,
-  maxConnections: { env: 'MAX_CONNECTIONS', def: 0, parse: int(0), services: G, doc: 'Connections per pod before new ones are refused with `overloaded` (0 = no limit)' } as Setting<number>,
-  outboundSoftBytes: { env: 'OUTBOUND_BUFFER_SOFT_BYTES', def: 524288, parse: int(1024), services: G, doc: 'Per-socket outbound buffer above which `volatile` messages to it are dropped' } as Setting<number>,
-  outboundMaxBytes: { env: 'OUTBOUND_BUFFER_MAX_BYTES', def: 1048576, parse: int(1024), services: G, doc: 'Per-socket outbound buffer above which the socket is cut as a slow consumer (it reconnects and recovers)' } as Setting<number>,
-  recoveryWindowMs: { env: 'RECOVERY_WINDOW_MS', def: 120000, parse: int(0), services: GW, doc: 'Connection state recovery window' } as Setting<number>,
-  adapterStreamMaxLen: { env: 'ADAPTER_STREAM_MAXLEN', def: 100000, parse: int(1000), services: GW, doc: 'Approximate length of the adapter stream (bounds how much a recovering client can catch up)' } as Setting<number>,
-  heartbeatIntervalMs: { env: 'HEARTBEAT_INTERVAL_MS', def: 5000, parse: int(100), services: GW, doc: 'Pod heartbeat period; a pod silent for 3 periods is reaped' } as Setting<number>,
-  presenceGraceMs: { env: 'PRESENCE_GRACE_MS', def: 5000, parse: int(0), services: GW, doc: 'Time without sockets before a user is declared offline, and before the room memberships of a dropped connection are given up (`user-left`)' } as Setting<number>,
-  shutdownDelayMs: { env: 'SHUTDOWN_DELAY_MS', def: 3000, parse: int(0), services: GW, doc: 'After SIGTERM, time with `/readyz` failing before sockets are moved (lets the ingress notice)' } as Setting<number>,
-  drainTimeoutMs: { env: 'DRAIN_TIMEOUT_MS', def: 10000, parse: int(0), services: GW, doc: 'Upper bound for finishing in-flight work after sockets are told to reconnect' } as Setting<number>,
-  devLogin: { env: 'DEV_LOGIN', def: false, parse: bool, services: G, doc: 'Development only: `POST /dev/token {"userId"}` signs a 24 h token with JWT_SECRET so the demo page can log in by name (never enable in production)' } as Setting<boolean>,
+  connectRatePerSecond: {
+    env: 'CONNECT_RATE_LIMIT_PER_SECOND',
+    def: 0,
+    parse: int(0),
+    services: G,
+    doc: 'Per-client-address handshake rate (0 = no limit); excess answers `rate_limited`',
+  } as Setting<number>,
+  trustProxyHops: {
+    env: 'TRUST_PROXY_HOPS',
+    def: 0,
+    parse: int(0, 10),
+    services: G,
+    doc: 'Proxies in front of the gateway that append to `X-Forwarded-For` (the client address for the handshake limit is taken that many entries from the right; 0 = the TCP peer)',
+  } as Setting<number>,
+  maxConnections: {
+    env: 'MAX_CONNECTIONS',
+    def: 0,
+    parse: int(0),
+    services: G,
+    doc: 'Connections per pod before new ones are refused with `overloaded` (0 = no limit)',
+  } as Setting<number>,
+  outboundSoftBytes: {
+    env: 'OUTBOUND_BUFFER_SOFT_BYTES',
+    def: 524288,
+    parse: int(1024),
+    services: G,
+    doc: 'Per-socket outbound buffer above which `volatile` messages to it are dropped',
+  } as Setting<number>,
+  outboundMaxBytes: {
+    env: 'OUTBOUND_BUFFER_MAX_BYTES',
+    def: 1048576,
+    parse: int(1024),
+    services: G,
+    doc: 'Per-socket outbound buffer above which the socket is cut as a slow consumer (it reconnects and recovers)',
+  } as Setting<number>,
+  recoveryWindowMs: {
+    env: 'RECOVERY_WINDOW_MS',
+    def: 120000,
+    parse: int(0),
+    services: GW,
+    doc: 'Connection state recovery window',
+  } as Setting<number>,
+  adapterStreamMaxLen: {
+    env: 'ADAPTER_STREAM_MAXLEN',
+    def: 100000,
+    parse: int(1000),
+    services: GW,
+    doc: 'Approximate length of the adapter stream (bounds how much a recovering client can catch up)',
+  } as Setting<number>,
+  heartbeatIntervalMs: {
+    env: 'HEARTBEAT_INTERVAL_MS',
+    def: 5000,
+    parse: int(100),
+    services: GW,
+    doc: 'Pod heartbeat period; a pod silent for 3 periods is reaped',
+  } as Setting<number>,
+  presenceGraceMs: {
+    env: 'PRESENCE_GRACE_MS',
+    def: 5000,
+    parse: int(0),
+    services: GW,
+    doc: 'Time without sockets before a user is declared offline, and before the room memberships of a dropped connection are given up (`user-left`)',
+  } as Setting<number>,
+  shutdownDelayMs: {
+    env: 'SHUTDOWN_DELAY_MS',
+    def: 3000,
+    parse: int(0),
+    services: GW,
+    doc: 'After SIGTERM, time with `/readyz` failing before sockets are moved (lets the ingress notice)',
+  } as Setting<number>,
+  drainTimeoutMs: {
+    env: 'DRAIN_TIMEOUT_MS',
+    def: 10000,
+    parse: int(0),
+    services: GW,
+    doc: 'Upper bound for finishing in-flight work after sockets are told to reconnect',
+  } as Setting<number>,
+  devLogin: {
+    env: 'DEV_LOGIN',
+    def: false,
+    parse: bool,
+    services: G,
+    doc: 'Development only: `POST /dev/token {"userId"}` signs a 24 h token with JWT_SECRET so the demo page can log in by name (never enable in production)',
+  } as Setting<boolean>,
   demoPage: { env: 'DEMO_PAGE', def: true, parse: bool, services: G, doc: 'Serve the demo page at `/`' } as Setting<boolean>,
-  apiKeys: { env: 'API_KEYS', def: [], defDoc: '(none: publish API off)', parse: list, services: GW, doc: 'Comma-separated API keys accepted by `POST /api/v1/publish`' } as Setting<string[]>,
-  inboxMaxLen: { env: 'INBOX_MAX_LEN', def: 1000, parse: int(1), services: GW, doc: 'Messages kept per user inbox (oldest trimmed)' } as Setting<number>,
-  inboxMaxAgeMs: { env: 'INBOX_MAX_AGE_MS', def: 7 * 24 * 3600 * 1000, parse: int(1000), services: GW, doc: 'Age after which inbox messages are trimmed' } as Setting<number>,
-  idempotencyWindowMs: { env: 'IDEMPOTENCY_WINDOW_MS', def: 24 * 3600 * 1000, parse: int(1000), services: GW, doc: 'Publish `id`s repeated within this window are accepted once' } as Setting<number>,
-  workerConcurrency: { env: 'WORKER_CONCURRENCY', def: 64, parse: int(1, 10000), services: W, doc: 'Outbox entries in flight per worker' } as Setting<number>,
-  workerVisibilityTimeoutMs: { env: 'WORKER_VISIBILITY_TIMEOUT_MS', def: 30000, parse: int(1000), services: W, doc: 'Pending outbox entries idle this long are claimed by another worker' } as Setting<number>,
-  workerMaxAttempts: { env: 'WORKER_MAX_ATTEMPTS', def: 5, parse: int(1, 1000), services: W, doc: 'Delivery attempts before an outbox entry moves to the dead-letter stream' } as Setting<number>,
+  apiKeys: {
+    env: 'API_KEYS',
+    def: [],
+    defDoc: '(none: publish API off)',
+    parse: list,
+    services: GW,
+    doc: 'Comma-separated API keys accepted by `POST /api/v1/publish`',
+  } as Setting<string[]>,
+  inboxMaxLen: {
+    env: 'INBOX_MAX_LEN',
+    def: 1000,
+    parse: int(1),
+    services: GW,
+    doc: 'Messages kept per user inbox (oldest trimmed)',
+  } as Setting<number>,
+  inboxMaxAgeMs: {
+    env: 'INBOX_MAX_AGE_MS',
+    def: 7 * 24 * 3600 * 1000,
+    parse: int(1000),
+    services: GW,
+    doc: 'Age after which inbox messages are trimmed',
+  } as Setting<number>,
+  idempotencyWindowMs: {
+    env: 'IDEMPOTENCY_WINDOW_MS',
+    def: 24 * 3600 * 1000,
+    parse: int(1000),
+    services: GW,
+    doc: 'Publish `id`s repeated within this window are accepted once',
+  } as Setting<number>,
+  workerConcurrency: {
+    env: 'WORKER_CONCURRENCY',
+    def: 64,
+    parse: int(1, 10000),
+    services: W,
+    doc: 'Outbox entries in flight per worker',
+  } as Setting<number>,
+  workerVisibilityTimeoutMs: {
+    env: 'WORKER_VISIBILITY_TIMEOUT_MS',
+    def: 30000,
+    parse: int(1000),
+    services: W,
+    doc: 'Pending outbox entries idle this long are claimed by another worker',
+  } as Setting<number>,
+  workerMaxAttempts: {
+    env: 'WORKER_MAX_ATTEMPTS',
+    def: 5,
+    parse: int(1, 1000),
+    services: W,
+    doc: 'Delivery attempts before an outbox entry moves to the dead-letter stream',
+  } as Setting<number>,
 };
 
 type Settings = typeof settings;
@@ -164,12 +397,14 @@ function crossCheck(cfg: Config, service: 'gateway' | 'worker'): string[] {
   if (service === 'worker' && !cfg.redisUrl) p.push('REDIS_URL is required by the worker');
   if (service === 'gateway' && cfg.authMode === 'jwt') {
     const n = [cfg.jwtSecret, cfg.jwtPublicKey, cfg.jwtJwksUrl].filter(Boolean).length;
-    if (n === 0) p.push('AUTH_MODE=jwt needs one of JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL (or set AUTH_MODE=insecure for development)');
+    if (n === 0)
+      p.push('AUTH_MODE=jwt needs one of JWT_SECRET, JWT_PUBLIC_KEY or JWT_JWKS_URL (or set AUTH_MODE=insecure for development)');
     if (n > 1) p.push('set only one of JWT_SECRET, JWT_PUBLIC_KEY, JWT_JWKS_URL');
     if (cfg.jwtSecret && Buffer.byteLength(cfg.jwtSecret) < 32) p.push('JWT_SECRET must be at least 32 bytes long');
     if (cfg.jwtJwksUrl && !/^https?:\/\//.test(cfg.jwtJwksUrl)) p.push(`JWT_JWKS_URL must be an http(s) URL, got "${cfg.jwtJwksUrl}"`);
   }
-  if (service === 'gateway' && cfg.devLogin && !(cfg.authMode === 'insecure' || cfg.jwtSecret)) p.push('DEV_LOGIN=true needs JWT_SECRET (or AUTH_MODE=insecure)');
+  if (service === 'gateway' && cfg.devLogin && !(cfg.authMode === 'insecure' || cfg.jwtSecret))
+    p.push('DEV_LOGIN=true needs JWT_SECRET (or AUTH_MODE=insecure)');
   if (cfg.outboundSoftBytes > cfg.outboundMaxBytes) p.push('OUTBOUND_BUFFER_SOFT_BYTES must not exceed OUTBOUND_BUFFER_MAX_BYTES');
   if (cfg.redisCluster && !cfg.redisUrl) p.push('REDIS_CLUSTER=true needs REDIS_URL');
   if (cfg.metricsPort !== 0 && cfg.metricsPort === cfg.port) p.push('METRICS_PORT must differ from PORT');
@@ -180,7 +415,9 @@ function crossCheck(cfg: Config, service: 'gateway' | 'worker'): string[] {
 /** Variables that look like ours but are unknown (typos): reported at start-up, not ignored. */
 export function unknownVariables(env: NodeJS.ProcessEnv = process.env): string[] {
   const known = new Set(Object.values(settings).map((s) => s.env));
-  return Object.keys(env).filter((k) => /^(RTG|GATEWAY|JWT|OUTBOUND_BUFFER|RATE_LIMIT|PRESENCE|INBOX|WORKER|ADAPTER)_/.test(k) && !known.has(k));
+  return Object.keys(env).filter(
+    (k) => /^(RTG|GATEWAY|JWT|OUTBOUND_BUFFER|RATE_LIMIT|PRESENCE|INBOX|WORKER|ADAPTER)_/.test(k) && !known.has(k),
+  );
 }
 
 /** Settings as rows for documentation: env, default, services, doc. */

@@ -5,7 +5,8 @@
  */
 
 /** Error codes of PROTOCOL.md, answered in acks as `{ ok: false, error: { code, message } }`. */
-export type ErrorCode = 'bad_request' | 'forbidden' | 'not_found' | 'rate_limited' | 'too_large' | 'limit_exceeded' | 'unavailable' | 'internal';
+export type ErrorCode =
+  'bad_request' | 'forbidden' | 'not_found' | 'rate_limited' | 'too_large' | 'limit_exceeded' | 'unavailable' | 'internal';
 
 /** What a refused connection carries as `err.message` on the client's `connect_error`. */
 export type RefusalCode = 'unauthorized' | 'forbidden' | 'rate_limited' | 'overloaded';
@@ -13,7 +14,16 @@ export type RefusalCode = 'unauthorized' | 'forbidden' | 'rate_limited' | 'overl
 /** Any code the wire carries. */
 export type WireCode = ErrorCode | RefusalCode;
 
-export const ERROR_CODES: readonly ErrorCode[] = ['bad_request', 'forbidden', 'not_found', 'rate_limited', 'too_large', 'limit_exceeded', 'unavailable', 'internal'];
+export const ERROR_CODES: readonly ErrorCode[] = [
+  'bad_request',
+  'forbidden',
+  'not_found',
+  'rate_limited',
+  'too_large',
+  'limit_exceeded',
+  'unavailable',
+  'internal',
+];
 
 /** An error that maps onto a PROTOCOL.md code; anything else is answered `internal`. */
 export class GatewayError extends Error {
@@ -59,7 +69,8 @@ export class AuthError extends GatewayError {
 }
 
 /** What ioredis (or the server) says when Redis is unreachable, restarting or failing over mid-command. */
-const REDIS_DOWN = /Connection is closed|Stream isn't writeable|max retries per request|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|^LOADING|^READONLY|^MASTERDOWN|^CLUSTERDOWN|^TRYAGAIN|startup nodes/i;
+const REDIS_DOWN =
+  /Connection is closed|Stream isn't writeable|max retries per request|Command timed out|ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|^LOADING|^READONLY|^MASTERDOWN|^CLUSTERDOWN|^TRYAGAIN|startup nodes/i;
 
 /** True for an error that means "Redis is down right now" rather than a bug: answered `unavailable`. */
 export function isRedisDown(err: unknown): boolean {

@@ -93,4 +93,3 @@ export function readBody(req: http.IncomingMessage, limit: number): Promise<Buff
     req.on('error', reject);
   });
 }
-

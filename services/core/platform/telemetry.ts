@@ -1,4 +1,14 @@
-import { context, Context, INVALID_SPAN_CONTEXT, propagation, ROOT_CONTEXT, Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import {
+  context,
+  Context,
+  INVALID_SPAN_CONTEXT,
+  propagation,
+  ROOT_CONTEXT,
+  Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from '@opentelemetry/api';
 import type { Logger } from './logger';
 
 /** The tracer every span of both services comes from. */
@@ -9,7 +19,12 @@ export function tracer() {
 /** True when the standard OTEL_* variables name an exporter endpoint (tracing is off otherwise). */
 export function tracingEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
   if (String(env.OTEL_SDK_DISABLED).toLowerCase() === 'true') return false;
-  if (String(env.OTEL_TRACES_EXPORTER ?? '').split(',').includes('none')) return false;
+  if (
+    String(env.OTEL_TRACES_EXPORTER ?? '')
+      .split(',')
+      .includes('none')
+  )
+    return false;
   return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
 }
 
@@ -49,7 +64,11 @@ let tracingOn = false;
 const NO_SPAN = trace.wrapSpanContext(INVALID_SPAN_CONTEXT);
 
 /** Runs `fn` in a new span (child of `parent` or the active context), recording errors. */
-export async function inSpan<T>(name: string, opts: { kind?: SpanKind; parent?: Context; attributes?: Record<string, string | number | boolean> }, fn: (span: Span) => Promise<T>): Promise<T> {
+export async function inSpan<T>(
+  name: string,
+  opts: { kind?: SpanKind; parent?: Context; attributes?: Record<string, string | number | boolean> },
+  fn: (span: Span) => Promise<T>,
+): Promise<T> {
   if (!tracingOn) return fn(NO_SPAN);
   const parent = opts.parent ?? context.active();
   const span = tracer().startSpan(name, { kind: opts.kind ?? SpanKind.INTERNAL, attributes: opts.attributes }, parent);

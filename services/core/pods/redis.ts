@@ -11,7 +11,9 @@ export class RedisPodRegistry implements PodRegistry {
   ) {}
 
   async heartbeat(info: PodInfo, registeredBefore: boolean): Promise<boolean> {
-    const code = await guarded(this.r, () => this.r.podHeartbeat(this.keys.pods(), info.id, JSON.stringify(info), registeredBefore ? '1' : '0'));
+    const code = await guarded(this.r, () =>
+      this.r.podHeartbeat(this.keys.pods(), info.id, JSON.stringify(info), registeredBefore ? '1' : '0'),
+    );
     return code === PodHeartbeatCode.ReapedMeanwhile;
   }
 

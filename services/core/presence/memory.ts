@@ -75,4 +75,3 @@ export class MemoryPresence implements PresenceStore {
     return new Map([...this.online].map(([k, v]) => [k, v.size]));
   }
 }
-

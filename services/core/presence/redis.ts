@@ -41,7 +41,13 @@ export class RedisPresence implements PresenceStore {
   async connect(nsp: string, userId: string, sid: string, pod: string, now: number): Promise<Transition | null> {
     this.check();
     await this.r.hset(this.keys.podSockets(pod), `${nsp}\n${sid}`, userId);
-    const [t, v, lastSeen] = await this.r.presenceConnect(this.keys.presence(nsp, userId), this.keys.presenceView(nsp, userId), sid, pod, now);
+    const [t, v, lastSeen] = await this.r.presenceConnect(
+      this.keys.presence(nsp, userId),
+      this.keys.presenceView(nsp, userId),
+      sid,
+      pod,
+      now,
+    );
     return t === PresenceConnectCode.BecameOnline ? { nsp, userId, status: 'online', lastSeen: Number(lastSeen), version: v } : null;
   }
 
@@ -63,7 +69,8 @@ export class RedisPresence implements PresenceStore {
       const [code, v, lastSeen] = await this.r.presenceFinalize(this.keys.presence(nsp, userId), this.keys.presenceView(nsp, userId), now);
       // Decided now (1) or earlier by a caller that may have died before announcing (2): the
       // entry stays due until the announcement is done, so that a crash loses nothing.
-      if (code === PresenceFinalizeCode.BecameOffline || code === PresenceFinalizeCode.DecidedEarlier) out.push({ nsp, userId, status: 'offline', lastSeen: Number(lastSeen), version: v, due: { member, score } });
+      if (code === PresenceFinalizeCode.BecameOffline || code === PresenceFinalizeCode.DecidedEarlier)
+        out.push({ nsp, userId, status: 'offline', lastSeen: Number(lastSeen), version: v, due: { member, score } });
       else if (code === PresenceFinalizeCode.Nothing) await this.r.dueSettle(this.keys.presenceDue(), member, score);
     }
     return out;
@@ -74,7 +81,15 @@ export class RedisPresence implements PresenceStore {
     // The adapter's own stream entry for a broadcast to the presence room: every pod delivers it
     // (and recovering clients replay it), exactly as if a pod had broadcast it.
     const fields = adapterBroadcastFields(ANNOUNCER_UID, t.nsp, [presenceRoom(t.userId)], 'presence', payload);
-    const id = await this.r.presenceAnnounce(this.keys.adapterStream(), this.keys.presenceAnnounced(t.nsp, t.userId), t.version, t.status, this.opts.streamMaxLen, ANNOUNCED_TTL_MS, ...fields);
+    const id = await this.r.presenceAnnounce(
+      this.keys.adapterStream(),
+      this.keys.presenceAnnounced(t.nsp, t.userId),
+      t.version,
+      t.status,
+      this.opts.streamMaxLen,
+      ANNOUNCED_TTL_MS,
+      ...fields,
+    );
     return id !== null;
   }
 
@@ -128,4 +143,3 @@ export class RedisPresence implements PresenceStore {
     return out;
   }
 }
-

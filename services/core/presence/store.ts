@@ -51,4 +51,3 @@ export interface PresenceStore {
 export function presenceRoom(userId: string): string {
   return `presence:${userId}`;
 }
-

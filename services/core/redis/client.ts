@@ -20,7 +20,10 @@ export function retryDelay(times: number, random: () => number = Math.random): n
  * `role` names the connection in logs and metrics. `failFast` clients reject commands at once
  * while disconnected (they answer client acks with `unavailable`); the adapter's clients queue.
  */
-export function createRedis(url: string, opts: { cluster?: boolean; role: string; failFast?: boolean; logger?: Logger; metrics?: Metrics }): RedisClient {
+export function createRedis(
+  url: string,
+  opts: { cluster?: boolean; role: string; failFast?: boolean; logger?: Logger; metrics?: Metrics },
+): RedisClient {
   const base: RedisOptions = {
     retryStrategy: (times: number) => retryDelay(times),
     maxRetriesPerRequest: opts.failFast ? 0 : 2,

@@ -14,7 +14,14 @@ declare module 'ioredis' {
     roomJoin(sockets: string, users: string, sid: string, userId: string, pod: string): Result<[RoomJoinFirst, number], Context>;
     roomLeave(sockets: string, users: string, sid: string, pod: string): Result<[RoomLeaveLast, number, string | null], Context>;
     roomPark(sockets: string, sid: string, pod: string, deadline: number): Result<number, Context>;
-    roomReap(sockets: string, users: string, sid: string, pod: string, graceEnd: string, nonce: string): Result<[RoomReapCode, number, string | null, number, string | null], Context>;
+    roomReap(
+      sockets: string,
+      users: string,
+      sid: string,
+      pod: string,
+      graceEnd: string,
+      nonce: string,
+    ): Result<[RoomReapCode, number, string | null, number, string | null], Context>;
     announceOnce(stream: string, marker: string, ttlMs: number, maxLen: number, ...fields: string[]): Result<string | null, Context>;
     dueSettle(due: string, member: string, score: string): Result<number, Context>;
     // pods
@@ -22,18 +29,47 @@ declare module 'ioredis' {
     podMarkReaped(pods: string, pod: string, cutoff: number): Result<string | null, Context>;
     podForget(pods: string, pod: string): Result<number, Context>;
     // presence
-    presenceConnect(presence: string, view: string, sid: string, pod: string, now: number): Result<[PresenceConnectCode, number, string], Context>;
+    presenceConnect(
+      presence: string,
+      view: string,
+      sid: string,
+      pod: string,
+      now: number,
+    ): Result<[PresenceConnectCode, number, string], Context>;
     presenceDisconnect(presence: string, view: string, sid: string, pod: string, now: number, deadline: number): Result<[number], Context>;
     presenceFinalize(presence: string, view: string, now: number): Result<[PresenceFinalizeCode, number, string | null], Context>;
     presenceSettle(presence: string, version: number): Result<number, Context>;
-    presenceAnnounce(stream: string, last: string, version: number, status: string, maxLen: number, ttlMs: number, ...fields: string[]): Result<string | null, Context>;
+    presenceAnnounce(
+      stream: string,
+      last: string,
+      version: number,
+      status: string,
+      maxLen: number,
+      ttlMs: number,
+      ...fields: string[]
+    ): Result<string | null, Context>;
     onlineUpdate(online: string, userId: string, version: number, status: string): Result<number, Context>;
     // inbox
-    inboxAppend(stream: string, dedup: string, json: string, maxLen: number, ttlMs: number, windowMs: number, useDedup: string): Result<[string, number], Context>;
+    inboxAppend(
+      stream: string,
+      dedup: string,
+      json: string,
+      maxLen: number,
+      ttlMs: number,
+      windowMs: number,
+      useDedup: string,
+    ): Result<[string, number], Context>;
     inboxAck(acked: string, stream: string, upTo: string, ttlMs: number): Result<string, Context>;
     // outbox
     outboxPublish(stream: string, idem: string, windowMs: number, ...fields: string[]): Result<[string, number], Context>;
-    outboxDeadLetter(stream: string, dead: string, group: string, id: string, attempts: number, error: string): Result<string | null, Context>;
+    outboxDeadLetter(
+      stream: string,
+      dead: string,
+      group: string,
+      id: string,
+      attempts: number,
+      error: string,
+    ): Result<string | null, Context>;
   }
 }
 
@@ -116,7 +152,10 @@ export function defineScripts(client: RedisClient): void {
   const declared = new Set<string>(SCRIPTS);
   const undeclared = files.filter((f) => !declared.has(f));
   const missing = SCRIPTS.filter((s) => !files.includes(s));
-  if (undeclared.length || missing.length) throw new Error(`Lua scripts out of step with scripts.ts: undeclared ${undeclared.join(', ') || '-'}; missing ${missing.join(', ') || '-'}`);
+  if (undeclared.length || missing.length)
+    throw new Error(
+      `Lua scripts out of step with scripts.ts: undeclared ${undeclared.join(', ') || '-'}; missing ${missing.join(', ') || '-'}`,
+    );
   for (const file of SCRIPTS) {
     const numberOfKeys = Number(/-(\d+)$/.exec(file)![1]);
     client.defineCommand(commandName(file), { numberOfKeys, lua: fs.readFileSync(path.join(LUA_DIR, `${file}.lua`), 'utf8') });

@@ -22,7 +22,12 @@ const RETRY_MS = 60_000;
  * removes the membership) and the pod's index entry is dropped last, so the next pass (here or on
  * another worker) finds what is left and announces each user-left exactly once.
  */
-export async function reapPod(engine: Engine, io: Server, pod: string, opts: { waitUntil?: number; logger: Logger; metrics: Metrics }): Promise<number> {
+export async function reapPod(
+  engine: Engine,
+  io: Server,
+  pod: string,
+  opts: { waitUntil?: number; logger: Logger; metrics: Metrics },
+): Promise<number> {
   const rooms = engine.rooms;
   let entries = await rooms.podMemberships(pod);
   // Memberships already gone from the room: a reaper that died may still owe their user-left.
@@ -55,7 +60,13 @@ export async function reapPod(engine: Engine, io: Server, pod: string, opts: { w
  * script with a nonce, sent at most once per nonce), and drops the pod's index entry once the
  * membership is no longer the pod's. True when a user-left was sent now.
  */
-async function reapMembership(rooms: RoomStore, announcer: Announcer, pod: string, m: Membership, graceEnd: number | null): Promise<boolean> {
+async function reapMembership(
+  rooms: RoomStore,
+  announcer: Announcer,
+  pod: string,
+  m: Membership,
+  graceEnd: number | null,
+): Promise<boolean> {
   const r = await rooms.reap(pod, m, graceEnd, randomBytes(6).toString('hex'));
   let sent = false;
   if (r.left) {
@@ -94,7 +105,10 @@ async function settleDue(engine: Engine, rooms: RoomStore, announcer: Announcer,
   } catch (e) {
     if (!engine.available()) throw e;
     // One entry that cannot be decided (malformed) must not hold up the others: retried later.
-    logger?.warn({ err: (e as Error).message, pod: String(d.pod).slice(0, 100), sid: String(d.sid).slice(0, 100) }, 'parked membership entry failed; retrying in a minute');
+    logger?.warn(
+      { err: (e as Error).message, pod: String(d.pod).slice(0, 100), sid: String(d.sid).slice(0, 100) },
+      'parked membership entry failed; retrying in a minute',
+    );
     await rooms.postponeParked(d, RETRY_MS);
   }
   return n;

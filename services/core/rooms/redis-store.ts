@@ -65,7 +65,9 @@ export class RedisRoomStore implements RoomStore {
 
   async reap(pod: string, m: Membership, graceEnd: number | null, nonce: string): Promise<Reaped> {
     const k = this.keys.room(m.nsp, m.room);
-    const [code, , userId, done, noted] = await this.run(() => this.r.roomReap(k.sockets, k.users, m.sid, pod, graceEnd === null ? '0' : String(graceEnd), nonce));
+    const [code, , userId, done, noted] = await this.run(() =>
+      this.r.roomReap(k.sockets, k.users, m.sid, pod, graceEnd === null ? '0' : String(graceEnd), nonce),
+    );
     const owes = (code === RoomReapCode.LeftNow || code === RoomReapCode.StillOwed) && userId;
     return { left: owes ? { userId, nonce: noted ?? '' } : undefined, done: done === 1 };
   }
