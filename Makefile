@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: help deps test-deps build test test-unit test-integration e2e bench up down status token clean
+.PHONY: help deps test-deps build lint test test-unit test-integration e2e bench up down status token clean
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
@@ -17,7 +17,10 @@ build: deps ## Compile TypeScript to dist/
 test-deps: ## Install the system packages the tests need (redis, haproxy, prometheus, chromium, shellcheck, python-socketio)
 	bash scripts/install-test-deps.sh
 
-test: test-deps build ## Run every test: unit, integration, e2e and the chart tests
+lint: deps ## ESLint, Prettier (check only) and the import-cycle check
+	npm run lint
+
+test: test-deps build lint ## Run every test: lint, unit, integration, e2e and the chart tests
 	npx jest --selectProjects unit integration
 	$(MAKE) --no-print-directory e2e
 	$(MAKE) --no-print-directory helm-test

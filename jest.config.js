@@ -4,6 +4,7 @@ const base = {
   preset: 'ts-jest',
   testEnvironment: 'node',
   transform: { '^.+\\.ts$': ['ts-jest', {}] },
+  setupFilesAfterEnv: ['<rootDir>/test/setup/unhandled-rejections.ts'],
 };
 module.exports = {
   projects: [

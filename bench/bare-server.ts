@@ -30,6 +30,8 @@ import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { loadConfig } from '../services/core/platform/config';
 import { Keys } from '../services/core/redis/keys';
+import { streamsAdapterOptions } from '../services/core/adapter';
+import { socketServerOptions } from '../services/gateway/socket-options';
 
 // The gateway's configuration with the same environment: identical option values.
 const cfg = loadConfig({ ...process.env, AUTH_MODE: 'insecure' }, 'gateway');
@@ -43,24 +45,7 @@ const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 2, connectionName:
 redis.on('error', (e) => process.stderr.write(`bare-server: redis error: ${e.message}\n`));
 
 const httpServer = http.createServer();
-const io = new Server(httpServer, {
-  path: '/socket.io/',
-  transports: cfg.transports as ('polling' | 'websocket')[],
-  maxHttpBufferSize: cfg.maxHttpBufferSize,
-  cors: { origin: cfg.corsOrigins.includes('*') ? true : cfg.corsOrigins, credentials: true },
-  connectionStateRecovery: { maxDisconnectionDuration: cfg.recoveryWindowMs, skipMiddlewares: false },
-  serveClient: true,
-  adapter: createAdapter(redis, {
-    streamName: keys.adapterStream(),
-    streamCount: 1,
-    channelPrefix: keys.channelPrefix(),
-    sessionKeyPrefix: keys.sessionPrefix(),
-    maxLen: cfg.adapterStreamMaxLen,
-    heartbeatInterval: cfg.heartbeatIntervalMs,
-    heartbeatTimeout: cfg.heartbeatIntervalMs * 3,
-    blockTimeInMs: 2000,
-  }),
-});
+const io = new Server(httpServer, { ...socketServerOptions(cfg), adapter: createAdapter(redis, streamsAdapterOptions(keys, cfg)) });
 
 type Ack = (body: unknown) => void;
 

@@ -60,13 +60,9 @@ export async function broadcast(nsp: Namespace, target: Target, event: string, .
 type Msg = { uid?: string; type?: number; data?: { packet?: object; tp?: string; ts?: number; k?: string } };
 type StreamsAdapter = { uid: string; doPublish(m: Msg): Promise<string>; onMessage(m: Msg, offset?: string): unknown };
 
-/**
- * Installs the Redis Streams adapter on `io`. Broadcasts carry their trace context and origin
- * time inside the stream entry, so the pods that emit them continue the trace and measure
- * end-to-end latency.
- */
-export function attachRedisAdapter(io: Server, redis: RedisClient, keys: Keys, cfg: Config, metrics: Metrics): void {
-  const factory = createAdapter(redis, {
+/** The Redis Streams adapter's options (also what the benchmarks' bare Socket.IO baseline runs with). */
+export function streamsAdapterOptions(keys: Keys, cfg: Pick<Config, 'adapterStreamMaxLen' | 'heartbeatIntervalMs'>) {
+  return {
     streamName: keys.adapterStream(),
     streamCount: 1,
     channelPrefix: keys.channelPrefix(),
@@ -75,7 +71,16 @@ export function attachRedisAdapter(io: Server, redis: RedisClient, keys: Keys, c
     heartbeatInterval: cfg.heartbeatIntervalMs,
     heartbeatTimeout: cfg.heartbeatIntervalMs * 3,
     blockTimeInMs: 2000,
-  });
+  };
+}
+
+/**
+ * Installs the Redis Streams adapter on `io`. Broadcasts carry their trace context and origin
+ * time inside the stream entry, so the pods that emit them continue the trace and measure
+ * end-to-end latency.
+ */
+export function attachRedisAdapter(io: Server, redis: RedisClient, keys: Keys, cfg: Config, metrics: Metrics): void {
+  const factory = createAdapter(redis, streamsAdapterOptions(keys, cfg));
   // A regular function: Socket.IO instantiates the adapter with `new`.
   io.adapter(function (this: unknown, nsp: Namespace) {
     const adapter = factory(nsp) as unknown as StreamsAdapter;

@@ -23,6 +23,7 @@ import { createLifecycle } from './lifecycle';
 import { presenceHandlers } from './presence-events';
 import { closeRecoveryGap } from './recovery-gap';
 import { roomHandlers } from './rooms';
+import { socketServerOptions } from './socket-options';
 import { refuseUnknownNamespaces } from './unknown-namespace';
 
 export interface Gateway {
@@ -34,18 +35,6 @@ export interface Gateway {
   /** Graceful shutdown in ARCHITECTURE.md rule 5 order (drain.ts). */
   stop(): Promise<void>;
   ready(): boolean;
-}
-
-/** The Socket.IO server of a gateway: the options every gateway (and the bare baseline of the benchmarks) uses. */
-export function socketServerOptions(cfg: Config) {
-  return {
-    path: '/socket.io/',
-    transports: cfg.transports as ('polling' | 'websocket')[],
-    maxHttpBufferSize: cfg.maxHttpBufferSize,
-    cors: { origin: cfg.corsOrigins.includes('*') ? true : cfg.corsOrigins, credentials: true },
-    connectionStateRecovery: { maxDisconnectionDuration: cfg.recoveryWindowMs, skipMiddlewares: false },
-    serveClient: true,
-  };
 }
 
 /** Wires a gateway: HTTP + Socket.IO, the engine, namespaces and their handshakes, events, background tasks, shutdown. */

@@ -10,6 +10,7 @@ import { createMetrics, Metrics } from '../../services/core/platform/metrics';
 import { createGateway, Gateway } from '../../services/gateway/server';
 import { createWorker, Worker } from '../../services/worker/worker';
 import { freePort, waitPort } from './redis';
+export { metricValue } from './metrics';
 
 export const TEST_SECRET = 'test-secret-that-is-at-least-32-bytes-long!!';
 export const ROOT = path.resolve(__dirname, '../..');
@@ -159,15 +160,6 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 5000, w
     if (Date.now() > end) throw new Error(`timeout waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-/** Reads one metric value (sum over label sets matching `labels`) from a metrics registry. */
-export async function metricValue(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const m = await metrics.registry.getSingleMetric(name)?.get();
-  if (!m) throw new Error(`no metric ${name}`);
-  return m.values
-    .filter((v) => Object.entries(labels).every(([k, val]) => String((v.labels as Record<string, unknown>)[k]) === val))
-    .reduce((a, v) => a + v.value, 0);
 }
 
 export interface GatewayProcess {

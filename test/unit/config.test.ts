@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'child_process';
 import fs from 'fs';
 import path from 'path';
-import { ConfigError, loadConfig, settings, settingsTable, unknownVariables } from '../../services/core/platform/config';
+import { closestVariable, ConfigError, loadConfig, settings, settingsTable, unknownVariables } from '../../services/core/platform/config';
 
 const ROOT = path.resolve(__dirname, '../..');
 const SECRET = 'a-secret-that-is-at-least-32-bytes-long';
@@ -245,8 +245,21 @@ describe('unknownVariables', () => {
       INBOX_MAXLEN: '1',
       WORKER_CONCURENCY: '1',
       RTG_FOO: '1',
-      GATEWAY_PORT: '1',
+      GATEWAY_PROT: '1',
       ADAPTER_STREAM_MAX_LEN: '1',
+      REDIS_CLUSTR: 'true', // typo, found by its first word and its distance
+      MAX_CONECTIONS: '100',
+      POD_NAMEE: 'x',
+      HEARTBEAT_INTERVAL: '1',
+      LOGLEVEL: 'debug', // no shared word: found by its distance to LOG_LEVEL
+      // injected by Kubernetes for Services in the namespace: never ours, never reported
+      GATEWAY_PORT: 'tcp://10.0.0.1:3000',
+      REDIS_PORT: 'tcp://10.0.0.2:6379',
+      REDIS_PORT_6379_TCP_ADDR: '10.0.0.2',
+      REALTIME_GATEWAY_SERVICE_HOST: '10.0.0.1',
+      REDIS_SERVICE_PORT: '6379',
+      KUBERNETES_SERVICE_HOST: '10.0.0.3',
+      HOSTNAME: 'pod-1', // unrelated (4 edits from HOST)
       PORT: '3000', // known
       PATH: '/usr/bin', // unrelated
       NODE_ENV: 'production', // unrelated
@@ -255,7 +268,12 @@ describe('unknownVariables', () => {
     expect(unknownVariables(env).sort()).toEqual(
       [
         'ADAPTER_STREAM_MAX_LEN',
-        'GATEWAY_PORT',
+        'GATEWAY_PROT',
+        'REDIS_CLUSTR',
+        'MAX_CONECTIONS',
+        'POD_NAMEE',
+        'HEARTBEAT_INTERVAL',
+        'LOGLEVEL',
         'INBOX_MAXLEN',
         'JWT_SECRETS',
         'OUTBOUND_BUFFER_SOFT',
@@ -265,6 +283,12 @@ describe('unknownVariables', () => {
         'WORKER_CONCURENCY',
       ].sort(),
     );
+  });
+
+  test('a typo names the variable it most likely meant', () => {
+    expect(closestVariable('REDIS_CLUSTR')).toBe('REDIS_CLUSTER');
+    expect(closestVariable('MAX_CONECTIONS')).toBe('MAX_CONNECTIONS');
+    expect(closestVariable('HOME')).toBeUndefined();
   });
 
   test('no known variable is ever reported', () => {

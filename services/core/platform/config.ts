@@ -412,12 +412,42 @@ function crossCheck(cfg: Config, service: 'gateway' | 'worker'): string[] {
   return p;
 }
 
-/** Variables that look like ours but are unknown (typos): reported at start-up, not ignored. */
+/** Names Kubernetes injects into every container (service links: `<SVC>_PORT`, `<SVC>_PORT_3000_TCP`, `<SVC>_SERVICE_HOST`, ...). */
+const KUBERNETES_INJECTED = /_PORT(_|$)|_SERVICE_(HOST|PORT)/;
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length];
+}
+
+/** The known variable `name` most likely meant (a typo within 2 edits, 1 for short names), if any. */
+export function closestVariable(name: string): string | undefined {
+  let best: { env: string; d: number } | undefined;
+  for (const s of Object.values(settings) as Setting<unknown>[]) {
+    const d = editDistance(name, s.env);
+    if (d <= (s.env.length < 8 ? 1 : 2) && (!best || d < best.d)) best = { env: s.env, d };
+  }
+  return best?.env;
+}
+
+/**
+ * Variables that look like ours but are none of them (typos): reported at start-up, not ignored.
+ * Derived from the settings table: a name that starts with the first word of one of our variables
+ * (`REDIS_CLUSTR`, `MAX_CONECTIONS`), that is a near miss of one, or that carries the `RTG_` /
+ * `GATEWAY_` prefix; what Kubernetes injects (`*_PORT`, `*_SERVICE_*`) is skipped.
+ */
 export function unknownVariables(env: NodeJS.ProcessEnv = process.env): string[] {
   const known = new Set(Object.values(settings).map((s) => s.env));
-  return Object.keys(env).filter(
-    (k) => /^(RTG|GATEWAY|JWT|OUTBOUND_BUFFER|RATE_LIMIT|PRESENCE|INBOX|WORKER|ADAPTER)_/.test(k) && !known.has(k),
-  );
+  const firstWords = new Set([...known].map((k) => k.split('_')[0]).concat('RTG', 'GATEWAY'));
+  return Object.keys(env).filter((k) => {
+    if (known.has(k) || !/^[A-Z][A-Z0-9_]*$/.test(k) || KUBERNETES_INJECTED.test(k)) return false;
+    return (k.includes('_') && firstWords.has(k.split('_')[0])) || closestVariable(k) !== undefined;
+  });
 }
 
 /** Settings as rows for documentation: env, default, services, doc. */
