@@ -30,6 +30,14 @@ export interface ClusterOptions {
   /** Extra environment of every gateway / worker (GATEWAY_ENV / WORKER_ENV). */
   gatewayEnv?: Record<string, string | number>;
   workerEnv?: Record<string, string | number>;
+  /** Where down() copies the processes' logs; default .run/e2e/logs/<name>. */
+  logsDir?: string;
+  /**
+   * Runs scripts/local-cluster.sh (and so dist/) from this copy of the repository instead of the
+   * working tree, e.g. a snapshot of the build, so a rebuild meanwhile does not mix versions; the
+   * caller builds it (dist/ of the working tree is then left alone).
+   */
+  appRoot?: string;
 }
 
 export interface Cluster {
@@ -81,9 +89,10 @@ function envString(env: Record<string, string | number> = {}): string {
 }
 
 /** Runs local-cluster.sh; rejects with its output when it fails or takes longer than `timeoutMs`. */
-function runScript(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<string> {
+function runScript(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number, root = ROOT): Promise<string> {
   return new Promise((resolve, reject) => {
-    const p = spawn('bash', [SCRIPT, ...args], { env, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const script = root === ROOT ? SCRIPT : path.join(root, 'scripts/local-cluster.sh');
+    const p = spawn('bash', [script, ...args], { env, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     p.stdout.on('data', (d) => (out += d));
     p.stderr.on('data', (d) => (out += d));
@@ -221,7 +230,7 @@ function externalCluster(opts: ClusterOptions): Cluster {
 /** Starts a local cluster on free ports (or returns the external one). */
 export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   if (EXTERNAL) return externalCluster(opts);
-  ensureBuilt();
+  if (!opts.appRoot) ensureBuilt();
   const nGw = opts.gateways ?? 3;
   const nWk = opts.workers ?? 2;
   let lastErr: unknown;
@@ -255,7 +264,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     delete env.NODE_OPTIONS;
     const cluster = localCluster(opts, runDir, env, ports, nGw, nWk);
     try {
-      await runScript(['up'], env, 120000);
+      await runScript(['up'], env, 120000, opts.appRoot);
       const secrets = Object.fromEntries(
         fs
           .readFileSync(path.join(runDir, 'secrets.env'), 'utf8')
@@ -344,7 +353,7 @@ function localCluster(
     },
     async restart(name) {
       const t0 = Date.now();
-      await runScript(['start-one', name], env, 90000);
+      await runScript(['start-one', name], env, 90000, opts.appRoot);
       return Date.now() - t0;
     },
     token: (sub, claims = {}) => signToken(sub, claims, { secret: cluster.jwtSecret }),
@@ -358,9 +367,9 @@ function localCluster(
         if (pid && procState(pid) === 'T') process.kill(pid, 'SIGCONT');
       }
       try {
-        await runScript(['down'], env, 90000);
+        await runScript(['down'], env, 90000, opts.appRoot);
       } finally {
-        const keep = path.join(OUT_DIR, 'logs', opts.name);
+        const keep = opts.logsDir ?? path.join(OUT_DIR, 'logs', opts.name);
         fs.rmSync(keep, { recursive: true, force: true });
         fs.mkdirSync(path.dirname(keep), { recursive: true });
         if (fs.existsSync(path.join(runDir, 'logs'))) fs.cpSync(path.join(runDir, 'logs'), keep, { recursive: true });
