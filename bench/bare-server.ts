@@ -30,7 +30,7 @@ import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { loadConfig } from '../services/core/platform/config';
 import { Keys } from '../services/core/redis/keys';
-import { streamsAdapterOptions } from '../services/core/adapter';
+import { streamsAdapterOptions } from '../services/core/adapter/broadcast';
 import { socketServerOptions } from '../services/gateway/socket-options';
 
 // The gateway's configuration with the same environment: identical option values.

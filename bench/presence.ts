@@ -25,6 +25,8 @@ import { createLogger } from '../services/core/platform/logger';
 import { createMetrics } from '../services/core/platform/metrics';
 import { Presence } from '../services/core/presence/presence';
 import { RedisPresence } from '../services/core/presence/redis';
+import { redisAnnouncer } from '../services/core/adapter/announcer';
+import { Shards } from '../services/core/adapter/shards';
 import { createRedis, RedisClient, waitReady } from '../services/core/redis/client';
 import { defineScripts } from '../services/core/redis/scripts';
 import { envInt, Row, Stats, stats, writeBenchJson } from './lib/report';
@@ -99,7 +101,7 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers> {
   const sockets: ClientSocket[] = [];
   try {
     await waitReady(client);
-    const store = new RedisPresence(client, keys, { streamMaxLen: 1_000_000 });
+    const store = new RedisPresence(client, keys, redisAnnouncer(client, new Shards(prefix, 16), { maxLen: 1000, ttlMs: 120_000 }));
     const metrics = createMetrics(new Registry(), { defaults: false });
     const presence = new Presence(store, io, {
       pod: `${prefix}-bench`,
@@ -123,7 +125,10 @@ async function run(ctx: BenchContext, signal: AbortSignal): Promise<Numbers> {
     const t0 = performance.now();
     const offline = await presence.sweep();
     const sweepMs = performance.now() - t0;
-    const announced = await client.xlen(keys.adapterStream());
+    const announced = (await metrics.registry.getSingleMetric('realtime_presence_transitions_total')!.get()).values.reduce(
+      (a, v) => a + v.value,
+      0,
+    );
     if (offline !== p.users) throw new Error(`the sweep announced ${offline} offlines, expected ${p.users}`);
     const sec = (n: number, ms: number) => (n * 1000) / ms;
     const transitions = {

@@ -340,10 +340,10 @@ const overview = dashboard(
       { w: 6 },
     ),
     ts(
-      'Events dropped without an answer',
-      'Client events dropped because there was no ack to answer on, per second, by reason (`no_ack`, `unknown_event`, `rate_limited`).',
+      'Refusals sent as request-error',
+      'Refusals of client events sent without an ack (the seed client style), answered with a request-error event, per second, by error code.',
       'eps',
-      [[`sum by (reason) (${rate('realtime_gateway_events_dropped_total')})`, '{{reason}}']],
+      [[`sum by (code) (${rate('realtime_gateway_request_errors_total')})`, '{{code}}']],
       { w: 6 },
     ),
     row('Saturation (per pod)'),
@@ -474,17 +474,27 @@ const delivery = dashboard(
       ],
       { w: 24 },
     ),
-    row('Adapter stream (cross-pod broadcasts)'),
+    row('Adapter (cross-pod broadcasts)'),
     ts(
-      'Adapter stream length',
-      'Entries in the Socket.IO adapter stream: every broadcast, kept (up to ADAPTER_STREAM_MAXLEN) for connection state recovery. Near the maximum, a client away for long misses messages it could otherwise recover.',
+      'Room broadcasts received',
+      'Room broadcasts each pod received live (only rooms it has members in: a pod with no member of a room receives nothing for it), and those with no local recipient left when they arrived.',
+      'ops',
+      [
+        [`sum by (pod) (${rate('realtime_adapter_entries_received_total')})`, 'received {{pod}}'],
+        [`sum by (pod) (${rate('realtime_adapter_entries_skipped_total')})`, 'no recipient {{pod}}'],
+      ],
+      { w: 12 },
+    ),
+    ts(
+      'Live feed gap fills',
+      'Shards whose live feed (subscriber connection) broke and was refilled from the room histories, per pod: each one is a Redis connection lost and recovered without losing a message.',
       'short',
-      [[`max by (namespace) (realtime_adapter_stream_length${sel()})`, '{{namespace}}']],
+      [[`sum by (pod) (increase(realtime_adapter_gap_fills_total${sel()}[$__rate_interval]))`, '{{pod}}']],
       { w: 12 },
     ),
     ts(
       'Adapter read lag p50 / p99',
-      'Time from a broadcast entering the adapter stream to each pod reading it (realtime_adapter_read_lag_seconds): the cross-pod part of delivery latency.',
+      'Time from a broadcast entering Redis to each pod receiving it live (realtime_adapter_read_lag_seconds): the cross-pod part of delivery latency.',
       's',
       [
         [`histogram_quantile(0.5, sum by (le, pod) (${rate('realtime_adapter_read_lag_seconds_bucket')}))`, 'p50 {{pod}}'],
@@ -495,7 +505,7 @@ const delivery = dashboard(
     row('Connection state recovery'),
     ts(
       'Recovery attempts vs successes',
-      'Reconnections that asked for state recovery and those whose session (rooms, missed messages) was restored, per second. Attempts without success mean the session expired (RECOVERY_WINDOW_MS) or the adapter stream was trimmed.',
+      'Reconnections that asked for state recovery and those whose session (rooms, missed messages) was restored, per second. Attempts without success mean the session expired (RECOVERY_WINDOW_MS), a room history was trimmed, or a cap was reached: see the refusals by reason.',
       'cps',
       [
         [`sum(${rate('realtime_gateway_recovery_attempts_total')})`, 'attempts'],
@@ -524,9 +534,12 @@ const delivery = dashboard(
     ),
     ts(
       'Sessions persisted',
-      'Recovery sessions written to Redis ahead of a disconnect per second (so that a killed pod loses none).',
+      'Recovery sessions started in Redis per second, written when the socket connects (so that a killed pod loses none), and recoveries refused with a fresh session, by reason.',
       'ops',
-      [[`sum by (pod) (${rate('realtime_gateway_sessions_persisted_total')})`, '{{pod}}']],
+      [
+        [`sum by (pod) (${rate('realtime_gateway_sessions_persisted_total')})`, 'written {{pod}}'],
+        [`sum by (reason) (${rate('realtime_gateway_recovery_refused_total')})`, 'refused: {{reason}}'],
+      ],
     ),
     row('Presence'),
     ts(

@@ -1,6 +1,13 @@
-import { encode } from '@msgpack/msgpack';
-import type { Server } from 'socket.io';
-import { attachRedisAdapter, localAnnouncer, observeDeliveryLatency, redisAnnouncer, type Announcer } from './adapter';
+import type { Namespace, Server, Socket } from 'socket.io';
+import { localAnnouncer, redisAnnouncer, type Announcer } from './adapter/announcer';
+import { observeDeliveryLatency } from './adapter/broadcast';
+import { Hub } from './adapter/hub';
+import { Adapter } from 'socket.io-adapter';
+import { LocalAdapter } from './adapter/local-adapter';
+import { memoryRecovery, redisRecovery, type Recovery } from './adapter/recovery';
+import { SessionStore } from './adapter/sessions';
+import { ShardedAdapter } from './adapter/sharded-adapter';
+import { NSP_ROOM, Shards } from './adapter/shards';
 import { MemoryInbox } from './inbox/memory';
 import { RedisInbox } from './inbox/redis';
 import type { InboxStore } from './inbox/store';
@@ -36,8 +43,10 @@ export interface Engine {
   inbox: InboxStore;
   /** Where accepted backend publishes go (Redis outbox, or direct delivery on a single node). */
   outbox(io: Server): Outbox;
-  /** Announcements sent at most once across retries (the reaper's user-left). */
+  /** Announcements sent at most once across retries (the reaper's user-left, presence transitions). */
   announcer(io: Server): Announcer;
+  /** Connection state recovery: restores bound to their user, sessions kept as sockets join and leave. */
+  recovery: Recovery;
   /** Redis command client (fail-fast) when clustered. */
   redis?: RedisClient;
   /** Installs the adapter on a Socket.IO server. */
@@ -46,8 +55,6 @@ export interface Engine {
   available(): boolean;
   /** Waits for Redis at start-up (bounded). */
   ready(timeoutMs?: number): Promise<void>;
-  /** Writes a socket's recovery session ahead of any disconnect, so a SIGKILL loses nothing. */
-  persistSession(session: { sid: string; pid?: string; rooms: string[]; data: unknown }): void;
   close(): Promise<void>;
 }
 
@@ -75,15 +82,15 @@ function memoryEngine(cfg: Config, keys: Keys, inboxOpts: InboxOpts, holdsSocket
     inbox,
     outbox: (io) => new DirectOutbox(io, inbox, metrics, cfg.idempotencyWindowMs),
     announcer: localAnnouncer,
+    recovery: memoryRecovery(cfg.recoveryWindowMs),
     attach(io: Server) {
-      // The default in-memory adapter (session-aware when recovery is on).
       if (holdsSockets) observeDeliveryLatency(io, metrics);
+      // Socket.IO's own choice (a session-aware adapter when recovery is on), with our changes.
+      const recovery = (io as unknown as { opts: { connectionStateRecovery?: unknown } }).opts.connectionStateRecovery;
+      io.adapter((recovery ? LocalAdapter : Adapter) as never);
     },
     available: () => true,
     ready: async () => undefined,
-    persistSession() {
-      /* a single node loses its sessions with the process anyway */
-    },
     close: async () => undefined,
   };
 }
@@ -98,44 +105,64 @@ function redisEngine(
   metrics: Metrics,
 ): Engine {
   const redis = createRedis(url, { cluster: cfg.redisCluster, role: 'command', failFast: true, logger, metrics });
-  const adapterRedis = createRedis(url, { cluster: cfg.redisCluster, role: 'adapter', logger, metrics });
   defineScripts(redis);
   const updateUp = () => metrics.redisUp.set(redis.status === 'ready' ? 1 : 0);
   redis.on('ready', updateUp);
   redis.on('close', updateUp);
   redis.on('end', updateUp);
   updateUp();
-  const announcer = redisAnnouncer(redis, keys, cfg.adapterStreamMaxLen);
+  const shards = new Shards(cfg.keyPrefix, cfg.adapterShards);
+  const history = { maxLen: cfg.adapterRoomHistory, ttlMs: cfg.recoveryWindowMs + 60_000 };
+  const announcer = redisAnnouncer(redis, shards, history);
+  let onOverflow: (rooms: Array<{ nsp: string; room: string }>) => void = () => undefined;
+  const hub = new Hub(shards, redis, url, logger, metrics, (rooms) => onOverflow(rooms));
+  const sessions = new SessionStore(redis, keys, cfg.recoveryWindowMs);
+  const limits = { windowMs: cfg.recoveryWindowMs, maxRead: cfg.recoveryMaxRead, maxMissed: cfg.recoveryMaxMissed };
   return {
     kind: 'redis',
     keys,
     rooms: new RedisRoomStore(redis, keys),
     pods: new RedisPodRegistry(redis, keys),
-    presence: new RedisPresence(redis, keys, { streamMaxLen: cfg.adapterStreamMaxLen }),
+    presence: new RedisPresence(redis, keys, announcer),
     inbox: new RedisInbox(redis, keys, inboxOpts),
     outbox: () => new RedisOutbox(redis, keys, cfg.idempotencyWindowMs),
     announcer: () => announcer,
+    recovery: redisRecovery(sessions, redis, metrics, limits),
     redis,
     attach(io: Server) {
       if (holdsSockets) observeDeliveryLatency(io, metrics);
-      attachRedisAdapter(io, adapterRedis, keys, cfg, metrics);
+      // A worker answers cluster requests in `/` only: its workspace namespaces (made to publish) stay light.
+      const options = (nsp: Namespace) => ({
+        hub,
+        redis,
+        metrics,
+        roomMaxLen: history.maxLen,
+        historyTtlMs: history.ttlMs,
+        control: holdsSockets || nsp.name === '/',
+      });
+      io.adapter(function (this: unknown, nsp: Namespace) {
+        return new ShardedAdapter(nsp, options(nsp));
+      } as never);
+      // A gap too large to fill: the rooms' local sockets reconnect and recover from their own offsets.
+      onOverflow = (rooms) => {
+        for (const { nsp, room } of rooms) {
+          const adapter = io._nsps.get(nsp)?.adapter as unknown as ShardedAdapter | undefined;
+          adapter?.forEachRecipient(new Set(room === NSP_ROOM ? [] : [room]), undefined, (s: Socket) =>
+            (s.client as unknown as { conn: { close(): void } }).conn.close(),
+          );
+        }
+      };
     },
     available: () => redis.status === 'ready',
     async ready(timeoutMs = 15000) {
-      await Promise.all([waitReady(redis, timeoutMs), waitReady(adapterRedis, timeoutMs)]);
-    },
-    persistSession(session) {
-      if (!session.pid || redis.status !== 'ready') return;
-      // The adapter's own format (msgpack, base64, PX = window), so restoreSession() reads it.
-      redis
-        .set(keys.sessionPrefix() + session.pid, Buffer.from(encode(session)).toString('base64'), 'PX', cfg.recoveryWindowMs)
-        .then(() => metrics.sessionsPersisted.inc())
-        .catch(() => metrics.redisErrors.inc({ op: 'persist_session' }));
+      await waitReady(redis, timeoutMs);
+      hub.start();
+      await hub.whenUp(timeoutMs);
     },
     async close() {
-      await Promise.allSettled([redis.quit(), adapterRedis.quit()]);
+      hub.stop();
+      await Promise.allSettled([redis.quit()]);
       redis.disconnect();
-      adapterRedis.disconnect();
     },
   };
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { GatewayError } from './platform/errors';
 import { ROOM_ID_RE, USER_ID_RE, USER_ID_RULE } from './redis/keys';
 
 /** Event names a backend or admin may emit: no Socket.IO reserved names. */
@@ -77,7 +78,30 @@ export function zodMessage(err: z.ZodError): string {
   return `${path}${i.message}`;
 }
 
-/** JSON size in bytes of the user-supplied part of a message. */
+/**
+ * Deepest nesting of objects and arrays accepted in `data` (message, direct-message, publish). The
+ * adapter's msgpack encoder (binary payloads) fails beyond 100 levels with the envelope around the
+ * data; deeper data is refused `bad_request` here instead of failing as a Redis write.
+ */
+export const MAX_DATA_DEPTH = 32;
+
+/** True when `data` nests objects or arrays more than `max` levels deep (binary values are leaves). */
+export function nestedDeeperThan(data: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[data, 0]];
+  while (stack.length) {
+    const [v, depth] = stack.pop()!;
+    if (v === null || typeof v !== 'object' || Buffer.isBuffer(v) || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) continue;
+    if (depth + 1 > max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return false;
+}
+
+/**
+ * JSON size in bytes of the user-supplied part of a message (unserialisable data counts as
+ * infinitely large: answered too_large); throws bad_request when `data` nests deeper than
+ * MAX_DATA_DEPTH levels.
+ */
 export function payloadBytes(text: unknown, data: unknown): number {
   let n = 0;
   if (typeof text === 'string') n += Buffer.byteLength(text);
@@ -85,8 +109,9 @@ export function payloadBytes(text: unknown, data: unknown): number {
     try {
       n += Buffer.byteLength(JSON.stringify(data) ?? '');
     } catch {
-      n += Infinity;
+      return Infinity;
     }
+    if (nestedDeeperThan(data, MAX_DATA_DEPTH)) throw new GatewayError('bad_request', `data: nested deeper than ${MAX_DATA_DEPTH} levels`);
   }
   return n;
 }

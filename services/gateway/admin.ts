@@ -2,7 +2,7 @@ import { Cluster } from 'ioredis';
 import type { Namespace } from 'socket.io';
 import { askAll, LocalStats, RPC } from '../core/cluster-rpc';
 import { GatewayError } from '../core/platform/errors';
-import { isReservedRoom, isValidUserId, userRoom } from '../core/redis/keys';
+import { clientRoom, isReservedRoom, isValidUserId, userRoom } from '../core/redis/keys';
 import { adminBroadcastSchema, adminDisconnectSchema } from '../core/schemas';
 import type { GatewayContext } from './context';
 import { Handler, parse } from './events';
@@ -106,7 +106,7 @@ export function broadcastWithAck(
     const timer = setTimeout(finish, timeoutMs);
     adapter.broadcastWithAck(
       { type: 2, data: [event, data] },
-      { rooms: new Set(room ? [room] : []), except: new Set(), flags: { timeout: timeoutMs } },
+      { rooms: new Set(room ? [clientRoom(room)] : []), except: new Set(), flags: { timeout: timeoutMs } },
       (n) => {
         expectedClients += n;
         servers++;

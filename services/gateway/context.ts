@@ -1,4 +1,4 @@
-import type { Server, Socket } from 'socket.io';
+import type { Server } from 'socket.io';
 import type { Engine } from '../core/engine';
 import type { Config } from '../core/platform/config';
 import { UnavailableError } from '../core/platform/errors';
@@ -16,8 +16,6 @@ export interface GatewayContext {
   presence: Presence;
   /** Throws `unavailable` while Redis is down. */
   requireAvailable(): void;
-  /** Persists the socket's recovery session now (Redis engine). */
-  persistSession(socket: Socket): void;
   /** True once SIGTERM started the drain. */
   draining(): boolean;
   /** Sockets connected to this pod now (every namespace). */
@@ -38,7 +36,7 @@ export interface GatewayState {
 
 /** Builds the context of a gateway around its state. */
 export function createContext(
-  parts: Omit<GatewayContext, 'requireAvailable' | 'persistSession' | 'draining' | 'connections' | 'track'>,
+  parts: Omit<GatewayContext, 'requireAvailable' | 'draining' | 'connections' | 'track'>,
   state: GatewayState,
 ): GatewayContext {
   const { engine, logger } = parts;
@@ -46,14 +44,6 @@ export function createContext(
     ...parts,
     requireAvailable() {
       if (!engine.available()) throw new UnavailableError();
-    },
-    persistSession(socket) {
-      engine.persistSession({
-        sid: socket.id,
-        pid: (socket as unknown as { pid?: string }).pid,
-        rooms: [...socket.rooms],
-        data: socket.data,
-      });
     },
     draining: () => state.draining,
     connections: () => state.connections,

@@ -6,7 +6,11 @@ import type { Config } from '../core/platform/config';
 import { isValidUserId, USER_ID_RULE } from '../core/redis/keys';
 import { readBody, sendJson } from '../core/platform/http';
 
-/** Serves the demo page at `/` and, when DEV_LOGIN is on, `POST /dev/token` for it to log in by name. */
+/**
+ * Serves the demo page at `/` and, only when DEV_LOGIN is on, `GET /dev/config` and `POST /dev/token`
+ * for it to log in by name. With DEV_LOGIN off every `/dev/*` path is an unknown route (404, the
+ * router's answer): nothing tells a visitor how the gateway authenticates.
+ */
 export function demoRoutes(cfg: Config) {
   let page: Buffer | undefined;
   const load = () => (page ??= fs.readFileSync(path.join(__dirname, 'public', 'index.html')));
@@ -16,15 +20,12 @@ export function demoRoutes(cfg: Config) {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' }).end(load());
       return true;
     }
+    if (!cfg.devLogin) return false;
     if (url === '/dev/config' && req.method === 'GET') {
       sendJson(res, 200, { devLogin: cfg.devLogin, authMode: cfg.authMode });
       return true;
     }
     if (url === '/dev/token' && req.method === 'POST') {
-      if (!cfg.devLogin) {
-        sendJson(res, 404, { error: { code: 'not_found', message: 'DEV_LOGIN is off' } });
-        return true;
-      }
       let userId: unknown;
       try {
         userId = (JSON.parse((await readBody(req, 4096)).toString('utf8')) as { userId?: unknown }).userId;

@@ -1,6 +1,6 @@
 import type { Socket } from 'socket.io';
 import type { GatewayContext } from './context';
-import { invoke, type Ack, type Handler } from './events';
+import { invoke, refuseWithoutAck, type Ack, type Handler } from './events';
 import { TokenBucket } from './rate-limit';
 
 /** A socket's event token bucket (a symbol: it never travels in the recovery session). */
@@ -53,32 +53,29 @@ export function createDispatcher(ctx: GatewayContext, owed: OwedAnswers) {
     function dispatch(this: Socket, event: unknown, ...rest: unknown[]): void {
       const socket = this;
       const last = rest.length - 1;
-      const ack = typeof rest[last] === 'function' ? (rest[last] as Ack) : undefined;
+      const own = typeof rest[last] === 'function' ? (rest[last] as Ack) : undefined;
+      const ack = own ?? refuseWithoutAck(socket, typeof event === 'string' ? event : 'unknown', metrics);
       const st = socket as unknown as { [BUCKET]?: TokenBucket };
       const bucket = (st[BUCKET] ??= new TokenBucket(cfg.rateLimitPerSecond, cfg.rateLimitBurst));
       const handler = typeof event === 'string' && Object.prototype.hasOwnProperty.call(handlers, event) ? handlers[event] : undefined;
       if (!bucket.take()) {
         metrics.rateLimited.inc({ scope: 'event' });
         metrics.eventsReceived.inc({ event: handler ? (event as string) : 'unknown', outcome: 'rate_limited' });
-        if (ack) {
-          metrics.errors.inc({ code: 'rate_limited' });
-          ack({ ok: false, error: { code: 'rate_limited', message: `more than ${cfg.rateLimitPerSecond} events per second` } });
-        } else metrics.eventsDropped.inc({ reason: 'rate_limited' });
+        metrics.errors.inc({ code: 'rate_limited' });
+        ack({ ok: false, error: { code: 'rate_limited', message: `more than ${cfg.rateLimitPerSecond} events per second` } });
         return;
       }
       if (!handler) {
         metrics.eventsReceived.inc({ event: 'unknown', outcome: 'bad_request' });
-        if (ack) {
-          metrics.errors.inc({ code: 'bad_request' });
-          ack({ ok: false, error: { code: 'bad_request', message: `unknown event "${String(event).slice(0, 64)}"` } });
-        } else metrics.eventsDropped.inc({ reason: 'unknown_event' });
+        metrics.errors.inc({ code: 'bad_request' });
+        ack({ ok: false, error: { code: 'bad_request', message: `unknown event "${String(event).slice(0, 64)}"` } });
         return;
       }
-      if (ack) {
+      if (own) {
         const done = owed.begin(socket);
         let answered = false;
         rest[last] = (body: unknown) => {
-          ack(body);
+          own(body);
           if (answered) return;
           answered = true;
           done();

@@ -28,7 +28,7 @@ export interface DrainParts {
   httpServer: http.Server;
   metricsHttp: http.Server;
   /** Rewrites every socket's recovery session. */
-  refreshSessions(): void;
+  refreshSessions(): Promise<void>;
 }
 
 /**
@@ -65,7 +65,7 @@ function failReadiness({ ctx, state }: DrainParts): void {
  * last answers and the close.
  */
 async function moveConnections({ ctx, owed, httpServer, refreshSessions }: DrainParts, deadline: number): Promise<void> {
-  refreshSessions();
+  await refreshSessions().catch(() => undefined);
   owed.startMoving();
   for (const s of allSockets(ctx.io)) if (!owed.owes(s)) closeConnection(s);
   const answerBy = Math.min(deadline, Date.now() + ANSWER_WITHIN_MS);

@@ -23,12 +23,26 @@ export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   return r.data;
 }
 
+/**
+ * The answer to an event sent without an ack: nothing on success (the seed's clients expect no
+ * answer), a `request-error` `{ event, error }` event on a refusal, counted by code.
+ */
+export function refuseWithoutAck(socket: Socket, event: string, metrics: Metrics): Ack {
+  return (body) => {
+    const b = body as { ok?: boolean; error?: { code: string; message: string } };
+    if (b.ok !== false || !b.error) return;
+    metrics.requestErrors.inc({ code: b.error.code });
+    socket.emit('request-error', { event: event.slice(0, 64), error: b.error });
+  };
+}
+
 /** A client event's handler: shared by every socket (no per-socket closures), answers through the ack. */
 export type Handler = (ctx: GatewayContext, socket: Socket, ...args: unknown[]) => Promise<object>;
 
 /**
- * Runs one client event: requires an ack (without one the event is dropped and counted), runs
- * the handler, and always answers `{ ok: true, ...result }` or `{ ok: false, error }`.
+ * Runs one client event: runs the handler and answers `{ ok: true, ...result }` or
+ * `{ ok: false, error }` through the ack; an event without one is processed the same way, and a
+ * refusal reaches the socket as `request-error` (PROTOCOL.md, Acknowledgements).
  * A handler can never crash the process or disconnect the socket.
  */
 export function invoke(
@@ -39,12 +53,9 @@ export function invoke(
   logger: Logger,
   fn: (...args: unknown[]) => Promise<object>,
 ): void {
-  const { args, ack } = splitAck(raw);
-  if (!ack) {
-    metrics.eventsDropped.inc({ reason: 'no_ack' });
-    metrics.eventsReceived.inc({ event, outcome: 'no_ack' });
-    return;
-  }
+  const split = splitAck(raw);
+  const args = split.args;
+  const ack = split.ack ?? refuseWithoutAck(socket, event, metrics);
   const end = metrics.eventDuration.startTimer({ event });
   inSpan(
     `socket.io event ${event}`,

@@ -18,6 +18,15 @@ type Next = (err?: Error) => void;
 export function createHandshake(ctx: GatewayContext) {
   const { cfg, metrics, logger } = ctx;
   const authenticate = createAuthenticator(cfg);
+  // One verification per CONNECT: the workspace matcher, the recovery and the middleware share it.
+  const verified = new WeakMap<object, Promise<Principal>>();
+  const verify = (auth: unknown): Promise<Principal> => {
+    if (!auth || typeof auth !== 'object') return authenticate(auth);
+    let p = verified.get(auth);
+    if (!p) verified.set(auth, (p = authenticate(auth)));
+    return p;
+  };
+  const refusals = new WeakMap<object, AuthError>();
   const connectLimiter = new KeyedLimiter(cfg.connectRatePerSecond, Math.max(1, cfg.connectRatePerSecond * 2));
 
   const refuse = (next: Next, e: unknown) => {
@@ -35,8 +44,7 @@ export function createHandshake(ctx: GatewayContext) {
       if (cfg.maxConnections > 0 && ctx.connections() >= cfg.maxConnections)
         throw new AuthError('overloaded', 'this pod is at its connection limit, retry later');
       const auth = socket.handshake.auth as Record<string, unknown>;
-      if (typeof auth?.pid === 'string' && typeof auth?.offset === 'string') metrics.recoveryAttempts.inc();
-      const principal = await authenticate(auth);
+      const principal = await verify(auth);
       // The token is not needed any more: do not keep it in memory for the life of the socket.
       if (auth && typeof auth === 'object') delete auth.token;
       check?.(principal, socket);
@@ -49,13 +57,39 @@ export function createHandshake(ctx: GatewayContext) {
   };
 
   /** The middleware of a namespace, with its own check. */
-  return (check?: NamespaceCheck) => (socket: Socket, next: Next) =>
+  const middleware = (check?: NamespaceCheck) => (socket: Socket, next: Next) =>
     void inSpan('socket.io handshake', { kind: SpanKind.SERVER, attributes: { 'socket.io.namespace': socket.nsp.name } }, async (span) =>
       run(socket, check, (err) => {
         if (err) span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
         next(err);
       }),
     );
+
+  /**
+   * Workspace namespaces are created only for a CONNECT whose token is valid and grants the
+   * workspace: nothing (no namespace, adapter or subscription) is allocated for anyone else, and
+   * the refusal says why (unknown-namespace.ts answers it).
+   */
+  const matchWorkspace = (name: string, auth: Record<string, unknown>, next: (err: Error | null, ok: boolean) => void): void => {
+    const id = cfg.workspacePattern.exec(name)?.[1];
+    if (id === undefined) return next(null, false);
+    verify(auth).then(
+      (p) => {
+        if (p.workspaces.includes(id)) return next(null, true);
+        if (auth && typeof auth === 'object')
+          refusals.set(auth, new AuthError('forbidden', `your token does not grant workspace "${id}"`, 'workspace'));
+        next(null, false);
+      },
+      (e: unknown) => {
+        if (auth && typeof auth === 'object')
+          refusals.set(auth, e instanceof AuthError ? e : new AuthError('unauthorized', 'authentication failed', 'error'));
+        next(null, false);
+      },
+    );
+  };
+  const refusalOf = (auth: unknown) => (auth && typeof auth === 'object' ? refusals.get(auth) : undefined);
+
+  return { middleware, verify, matchWorkspace, refusalOf };
 }
 
 /** A workspace namespace needs its id in the token's `workspaces` claim. */

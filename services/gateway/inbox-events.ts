@@ -1,6 +1,6 @@
 import type { Socket } from 'socket.io';
 import type { Principal } from '../core/auth/auth';
-import { broadcast } from '../core/adapter';
+import { broadcast } from '../core/adapter/broadcast';
 import { GatewayError } from '../core/platform/errors';
 import { clientView, InboxMessage } from '../core/inbox/store';
 import { userRoom } from '../core/redis/keys';

@@ -1,9 +1,10 @@
 import { randomUUID } from 'crypto';
 import type { Socket } from 'socket.io';
-import { mayJoinRoom, Principal } from '../core/auth/auth';
-import { broadcast } from '../core/adapter';
+import { mayJoinRoom, mayReadPresence, Principal } from '../core/auth/auth';
+import { broadcast } from '../core/adapter/broadcast';
 import { GatewayError } from '../core/platform/errors';
-import { isReservedRoom } from '../core/redis/keys';
+import { clientRoom, clientRoomId, isReservedRoom, userRoom } from '../core/redis/keys';
+import { PRESENCE_PREFIX } from '../core/presence/store';
 import { messageSchema, payloadBytes, roomIdSchema } from '../core/schemas';
 import { Handler, parse } from './events';
 import type { GatewayContext } from './context';
@@ -16,22 +17,41 @@ export function checkRoom(p: Principal, raw: unknown): string {
   return room;
 }
 
-/** Rooms a client joined (not its own socket room nor the private user room). */
+/** Rooms a client joined, by their client ids (not its own socket room, the user room nor presence rooms). */
 export function clientRooms(socket: Socket): string[] {
-  return [...socket.rooms].filter((r) => r !== socket.id && !isReservedRoom(r));
+  const out: string[] = [];
+  for (const r of socket.rooms) {
+    const id = clientRoomId(r);
+    if (id !== undefined) out.push(id);
+  }
+  return out;
+}
+
+/**
+ * The adapter rooms a principal may hold (a recovered session's rooms are checked again with the
+ * new token): client rooms its `rooms` claim allows, its own user room, presence rooms of users
+ * its `presence` claim allows.
+ */
+export function allowedRoom(p: Principal): (name: string) => boolean {
+  return (name) => {
+    const id = clientRoomId(name);
+    if (id !== undefined) return !isReservedRoom(id) && mayJoinRoom(p, id);
+    if (name === userRoom(p.userId)) return true;
+    return name.startsWith(PRESENCE_PREFIX) && mayReadPresence(p, name.slice(PRESENCE_PREFIX.length));
+  };
 }
 
 /** Announces `user-left` when a membership change removed the user's last socket. */
 export async function announceLeave(ctx: GatewayContext, socket: Socket, room: string, userId: string): Promise<void> {
   const change = await ctx.engine.rooms.roomLeave(socket.nsp.name, room, socket.id, ctx.cfg.podName);
-  if (change.changed) await broadcast(socket.nsp, { rooms: [room] }, 'user-left', { room, userId, timestamp: Date.now() });
+  if (change.changed) await broadcast(socket.nsp, { rooms: [clientRoom(room)] }, 'user-left', { room, userId, timestamp: Date.now() });
 }
 
 /** Records a (re-)joined room in the store and announces `user-joined` for the user's first socket. */
 export async function recordJoin(ctx: GatewayContext, socket: Socket, room: string, userId: string): Promise<number> {
   const change = await ctx.engine.rooms.roomJoin(socket.nsp.name, room, socket.id, userId, ctx.cfg.podName);
   if (change.changed)
-    await broadcast(socket.nsp, { rooms: [room], except: [socket.id] }, 'user-joined', { room, userId, timestamp: Date.now() });
+    await broadcast(socket.nsp, { rooms: [clientRoom(room)], except: [socket.id] }, 'user-joined', { room, userId, timestamp: Date.now() });
   return change.members;
 }
 
@@ -44,20 +64,21 @@ export const roomHandlers: Record<string, Handler> = {
     const room = checkRoom(p, raw);
     ctx.requireAvailable();
     const members = await recordJoin(ctx, socket, room, p.userId);
-    socket.join(room);
-    ctx.persistSession(socket);
-    // Sent through the adapter so that it carries a stream offset (recovery resumes after the join).
-    broadcast(socket.nsp, { rooms: [socket.id] }, 'joined', { room }).catch(() => socket.emit('joined', { room }));
+    socket.join(clientRoom(room));
+    // The room's broadcasts reach this pod (and the session records the room) before the answer.
+    await ctx.engine.recovery.joined(socket, [clientRoom(room)]);
+    // Through the adapter: it carries the socket's offset (recovery resumes after the join).
+    await broadcast(socket.nsp, { rooms: [socket.id] }, 'joined', { room });
     return { room, members };
   },
 
   async 'leave-room'(ctx, socket, raw) {
     const room = parse(roomIdSchema, raw);
     if (isReservedRoom(room)) throw new GatewayError('forbidden', `room "${room}" is reserved`);
-    if (socket.rooms.has(room)) {
+    if (socket.rooms.has(clientRoom(room))) {
       ctx.requireAvailable();
-      socket.leave(room);
-      ctx.persistSession(socket);
+      socket.leave(clientRoom(room));
+      await ctx.engine.recovery.left(socket, [clientRoom(room)]);
       await announceLeave(ctx, socket, room, principal(socket).userId);
     }
     return { room };
@@ -78,14 +99,17 @@ export const roomHandlers: Record<string, Handler> = {
     // One broadcast per room, each excluding the rooms before it: every recipient gets the
     // message once, naming the first target room it is in.
     const origin = { ts: timestamp, kind: 'room' };
-    for (let i = 0; i < rooms.length; i++) {
-      await broadcast(
-        socket.nsp,
-        { rooms: [rooms[i]], except: i ? [...except, ...rooms.slice(0, i)] : except, volatile: m.volatile, origin },
-        'message',
-        { ...base, room: rooms[i] },
-      );
-    }
+    const targets = rooms.map(clientRoom);
+    await Promise.all(
+      rooms.map((room, i) =>
+        broadcast(
+          socket.nsp,
+          { rooms: [targets[i]], except: [...except, ...targets.slice(0, i)], volatile: m.volatile, origin },
+          'message',
+          { ...base, room },
+        ),
+      ),
+    );
     ctx.metrics.messagesPublished.inc({ kind: 'room' });
     return { id, timestamp };
   },

@@ -1,8 +1,8 @@
-import http from 'http';
+import type http from 'http';
 import { Server } from 'socket.io';
 import { createEngine } from '../core/engine';
 import type { Config } from '../core/platform/config';
-import { healthRoute, listen, metricsRoute, router } from '../core/platform/http';
+import { createHttpServer, healthRoute, listen, metricsRoute, router, serveUpgradesAsHttp, socketIoUpgrade } from '../core/platform/http';
 import type { Logger } from '../core/platform/logger';
 import { createMetrics, Metrics } from '../core/platform/metrics';
 import { PeriodicTasks, periods } from '../core/platform/periodic';
@@ -21,7 +21,7 @@ import { createHeartbeat } from './heartbeat';
 import { inboxHandlers } from './inbox-events';
 import { createLifecycle } from './lifecycle';
 import { presenceHandlers } from './presence-events';
-import { closeRecoveryGap } from './recovery-gap';
+import { installResume } from './resume';
 import { roomHandlers } from './rooms';
 import { socketServerOptions } from './socket-options';
 import { refuseUnknownNamespaces } from './unknown-namespace';
@@ -45,11 +45,12 @@ export function createGateway(
   extraHandlers: Record<string, Handler> = {},
 ): Gateway {
   const engine = createEngine(cfg, logger, metrics);
-  const httpServer = http.createServer();
-  const io = new Server(httpServer, socketServerOptions(cfg));
+  const httpServer = createHttpServer(cfg, metrics, { public: true });
+  const socketOptions = socketServerOptions(cfg);
+  const io = new Server(httpServer, socketOptions);
+  // Only Socket.IO's own websocket upgrades reach engine.io; any other upgrade offer (h2c) is served as HTTP/1.1.
+  serveUpgradesAsHttp(httpServer, socketIoUpgrade(socketOptions.path));
   engine.attach(io);
-  closeRecoveryGap(io);
-  refuseUnknownNamespaces(io, metrics);
   boundOutboundBuffers(io, cfg.outboundSoftBytes, cfg.outboundMaxBytes, metrics, () =>
     logger.warn('slow consumer cut: outbound buffer above OUTBOUND_BUFFER_MAX_BYTES'),
   );
@@ -64,14 +65,16 @@ export function createGateway(
     admin: dispatcher(adminHandlers),
   });
   const handshake = createHandshake(ctx);
+  refuseUnknownNamespaces(io, metrics, handshake.refusalOf);
+  installResume(io, ctx, handshake.verify);
   io.of('/')
-    .use(handshake())
+    .use(handshake.middleware())
     .on('connection', (s) => onConnection(s, false));
-  io.of(cfg.workspacePattern)
-    .use(handshake(workspaceCheck(cfg.workspacePattern)))
+  io.of(handshake.matchWorkspace)
+    .use(handshake.middleware(workspaceCheck(cfg.workspacePattern)))
     .on('connection', (s) => onConnection(s, false));
   io.of('/admin')
-    .use(handshake(adminCheck))
+    .use(handshake.middleware(adminCheck))
     .on('connection', (s) => onConnection(s, true));
   answerClusterRequests(ctx);
 
@@ -83,13 +86,11 @@ export function createGateway(
   httpServer.on('request', (req, res) => {
     if (!(req.url ?? '').startsWith('/socket.io/')) publicRoutes(req, res); // Socket.IO answers those
   });
-  const metricsHttp = http.createServer(router([health, metricsRoute(metrics, ready)], onHttpError));
+  const metricsHttp = createHttpServer(cfg, metrics, { handler: router([health, metricsRoute(metrics, ready)], onHttpError) });
 
   const tasks = new PeriodicTasks(logger, metrics);
   const heartbeat = createHeartbeat(ctx, () => closeAll(io));
-  const refreshSessions = () => {
-    for (const s of allSockets(io)) ctx.persistSession(s);
-  };
+  const refreshSessions = () => engine.recovery.refresh(allSockets(io));
   const sweep = async () => {
     await presence.sweep().catch((e) => logger.debug({ err: (e as Error).message }, 'presence sweep failed'));
     await sweepParkedRooms(engine, io, { logger });

@@ -195,14 +195,12 @@ export class OutboxConsumer {
   /** Queue gauges: length, lag, pending, oldest pending age, dead letters. */
   async collect(): Promise<void> {
     const k = this.keys.outbox();
-    const [len, dead, groups, summary, adapterLen] = await Promise.all([
+    const [len, dead, groups, summary] = await Promise.all([
       this.redis.xlen(k.stream),
       this.redis.xlen(k.dead),
       this.redis.xinfo('GROUPS', k.stream).catch(() => []) as Promise<unknown[]>,
       this.redis.xpending(k.stream, GROUP).catch(() => null) as Promise<[number, string | null, string | null, unknown] | null>,
-      this.redis.xlen(this.keys.adapterStream()),
     ]);
-    this.metrics.adapterStreamLength.set(adapterLen);
     this.metrics.outboxLength.set(len);
     this.metrics.deadLetterLength.set(dead);
     for (const g of groups as unknown[][]) {

@@ -1,10 +1,9 @@
-import http from 'http';
 import { Server } from 'socket.io';
 import { answerAsNonGateway } from '../core/cluster-rpc';
 import { createEngine } from '../core/engine';
 import { publishRoute } from '../core/outbox/api';
 import type { Config } from '../core/platform/config';
-import { healthRoute, listen, metricsRoute, router } from '../core/platform/http';
+import { createHttpServer, healthRoute, listen, metricsRoute, router } from '../core/platform/http';
 import type { Logger } from '../core/platform/logger';
 import { createMetrics, Metrics } from '../core/platform/metrics';
 import { PeriodicTasks, periods } from '../core/platform/periodic';
@@ -68,8 +67,10 @@ export function createWorker(cfg: Config, logger: Logger, metrics: Metrics = cre
 
   const health = healthRoute({ ready, draining: () => draining, redis: () => engine.available() }, metrics);
   const onHttpError = (e: Error) => logger.error({ err: e.message }, 'http handler failed');
-  const httpServer = http.createServer(router([health, publishRoute(cfg, engine.outbox(io), metrics, logger)], onHttpError));
-  const metricsHttp = http.createServer(router([health, metricsRoute(metrics, ready)], onHttpError));
+  // No upgrade listener on either server: node serves an Upgrade (h2c) offer as the HTTP/1.1 request it also is.
+  const publicRoutes = router([health, publishRoute(cfg, engine.outbox(io), metrics, logger)], onHttpError);
+  const httpServer = createHttpServer(cfg, metrics, { public: true, handler: publicRoutes });
+  const metricsHttp = createHttpServer(cfg, metrics, { handler: router([health, metricsRoute(metrics, ready)], onHttpError) });
   return {
     io,
     ready,

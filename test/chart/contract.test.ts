@@ -325,6 +325,7 @@ describe('value combinations the schema cannot express fail with a message namin
     [['apiKeys.devKeys={short}'], 'devKeys'],
     [['apiKeys.devKeys={0123456789abcdef}', 'apiKeys.existingSecret=keys'], 'either existingSecret or devKeys'],
     [['ports.metrics=3000'], 'ports.metrics must differ from ports.http'],
+    [['config.httpHeadersTimeoutMs=40000'], 'httpHeadersTimeoutMs must not exceed config.httpRequestTimeoutMs'],
     [
       ['gateway.config.devLogin=true', 'auth.jwt.verification=jwks', 'auth.jwt.jwksUrl=https://i.example/jwks'],
       'devLogin=true needs auth.jwt.verification=secret',

@@ -57,7 +57,7 @@ describe.each([
     const before = {
       limited: await m(g, 'rate_limited_total', { scope: 'event' }),
       received: await m(g, 'events_received_total', { event: 'get-room-members', outcome: 'rate_limited' }),
-      dropped: await m(g, 'events_dropped_total', { reason: 'rate_limited' }),
+      requestErrors: await m(g, 'request_errors_total', { code: 'rate_limited' }),
       errors: await m(g, 'errors_total', { code: 'rate_limited' }),
     };
     const t0 = Date.now();
@@ -82,12 +82,17 @@ describe.each([
     // another socket on the same pod has its own budget
     for (let i = 0; i < 3; i++) expect((await other.emitWithAck('join-room', 'calm-room')).ok).toBe(true);
 
-    // without an ack, a rate-limited event is dropped and counted
-    s.emit('get-room-members', 'lobby');
+    // without an ack, a rate-limited event is answered as request-error and counted
+    const refusal = waitFor(s, 'request-error', () => true, 5000);
+    for (let i = 0; i < 10; i++) s.emit('get-room-members', 'lobby');
+    expect(await refusal).toEqual({
+      event: 'get-room-members',
+      error: { code: 'rate_limited', message: expect.stringMatching(/events per second/) },
+    });
     await until(
-      async () => (await m(g, 'events_dropped_total', { reason: 'rate_limited' })) > before.dropped,
+      async () => (await m(g, 'request_errors_total', { code: 'rate_limited' })) > before.requestErrors,
       5000,
-      'the dropped event to be counted',
+      'the refusal to be counted',
     );
 
     // the limit is a rate: once tokens refill, the same socket is served again, still connected
@@ -153,13 +158,12 @@ describe.each([
       joinBad: { event: 'join-room', outcome: 'bad_request' },
       messageBad: { event: 'message', outcome: 'bad_request' },
       presenceBad: { event: 'get-presence', outcome: 'bad_request' },
-      messageNoAck: { event: 'message', outcome: 'no_ack' },
+      messageOk: { event: 'message', outcome: 'ok' },
     };
     const before: Record<string, number> = {};
     for (const [k, l] of Object.entries(labels)) before[k] = await m(g, 'events_received_total', l);
     before.errors = await m(g, 'errors_total', { code: 'bad_request' });
-    before.noAck = await m(g, 'events_dropped_total', { reason: 'no_ack' });
-    before.unknownDropped = await m(g, 'events_dropped_total', { reason: 'unknown_event' });
+    before.requestErrors = await m(g, 'request_errors_total', { code: 'bad_request' });
 
     const huge = Array.from({ length: 5000 }, () => 'a');
     const tooMany = Array.from({ length: 1001 }, (_, i) => `u${i}`);
@@ -207,9 +211,10 @@ describe.each([
     for (const a of answers) expect(a).toEqual({ ok: false, error: { code: 'bad_request', message: expect.any(String) } });
     // a numeric event name is unknown too
     expect((await s.emitWithAck(42 as unknown as string)).error.code).toBe('bad_request');
-    // the same flood without acks: dropped, never answered
-    const noAckKnown = 3;
+    // the same flood without acks: processed the same way, each refusal answered as request-error
+    const noAckKnown = 2;
     const noAckUnknown = 2;
+    const requestErrors = collect(s, 'request-error');
     for (let r = 0; r < rounds; r++) {
       s.emit('message', { roomId: 'calm', text: 'no ack' });
       s.emit('message', 'garbage');
@@ -223,13 +228,16 @@ describe.each([
     const knownN = rounds * known.length;
     const unknownN = rounds * unknown.length + 1;
     expect(await m(g, 'events_received_total', labels.unknownBad)).toBe(before.unknownBad + unknownN + rounds * noAckUnknown);
-    expect(await m(g, 'events_received_total', labels.joinBad)).toBe(before.joinBad + rounds * 6);
-    expect(await m(g, 'events_received_total', labels.messageBad)).toBe(before.messageBad + rounds * 9);
+    expect(await m(g, 'events_received_total', labels.joinBad)).toBe(before.joinBad + rounds * 7);
+    expect(await m(g, 'events_received_total', labels.messageBad)).toBe(before.messageBad + rounds * 10);
     expect(await m(g, 'events_received_total', labels.presenceBad)).toBe(before.presenceBad + rounds * 3);
-    expect(await m(g, 'events_received_total', labels.messageNoAck)).toBe(before.messageNoAck + rounds * 2);
-    expect(await m(g, 'errors_total', { code: 'bad_request' })).toBe(before.errors + knownN + unknownN);
-    expect(await m(g, 'events_dropped_total', { reason: 'no_ack' })).toBe(before.noAck + rounds * noAckKnown);
-    expect(await m(g, 'events_dropped_total', { reason: 'unknown_event' })).toBe(before.unknownDropped + rounds * noAckUnknown);
+    expect(await m(g, 'events_received_total', labels.messageOk)).toBe(before.messageOk + rounds);
+    const noAckRefused = rounds * (noAckKnown + noAckUnknown);
+    expect(await m(g, 'errors_total', { code: 'bad_request' })).toBe(before.errors + knownN + unknownN + noAckRefused);
+    expect(await m(g, 'request_errors_total', { code: 'bad_request' })).toBe(before.requestErrors + noAckRefused);
+    expect(requestErrors).toHaveLength(noAckRefused);
+    for (const e of requestErrors)
+      expect(e).toEqual({ event: expect.any(String), error: { code: 'bad_request', message: expect.any(String) } });
 
     // nobody was disconnected, nothing leaked to the room, and both sockets work
     expect(floodGone).toHaveLength(0);

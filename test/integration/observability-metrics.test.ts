@@ -33,12 +33,12 @@ test('the per-socket token bucket counts rate-limited events by scope, outcome, 
     6 - limited,
   );
   expect(await metricValue(gw.metrics, 'realtime_gateway_errors_total', { code: 'rate_limited' })).toBe(limited);
-  // without an ack, a refused event is dropped and counted as such
+  // without an ack, a refused event is answered as request-error and counted as such
   s.emit('get-room-members', 'lobby');
   await until(
-    async () => (await metricValue(gw.metrics, 'realtime_gateway_events_dropped_total', { reason: 'rate_limited' })) === 1,
+    async () => (await metricValue(gw.metrics, 'realtime_gateway_request_errors_total', { code: 'rate_limited' })) === 1,
     5000,
-    'the dropped event',
+    'the request-error',
   );
   expect(await metricValue(gw.metrics, 'realtime_gateway_rate_limited_total', { scope: 'event' })).toBe(limited + 1);
 });
@@ -98,16 +98,16 @@ test('connections, connects and disconnects carry the low-cardinality namespace 
   await until(async () => (await gauge('/')) + (await gauge('workspace')) + (await gauge('/admin')) === 0, 5000, 'every gauge back to 0');
 });
 
-test('unknown events are answered bad_request (with an ack) or dropped as unknown_event (without)', async () => {
+test('unknown events are answered bad_request (with an ack, or as request-error without one)', async () => {
   const gw = await gateway();
   const s = await connect(gw.url, { token: await token('erin') });
   expect(await s.emitWithAck('no-such-event', 1)).toMatchObject({ ok: false, error: { code: 'bad_request' } });
   s.emit('no-such-event');
   await until(
-    async () => (await metricValue(gw.metrics, 'realtime_gateway_events_dropped_total', { reason: 'unknown_event' })) === 1,
+    async () => (await metricValue(gw.metrics, 'realtime_gateway_request_errors_total', { code: 'bad_request' })) === 1,
     5000,
-    'the dropped event',
+    'the request-error',
   );
   expect(await metricValue(gw.metrics, 'realtime_gateway_events_received_total', { event: 'unknown', outcome: 'bad_request' })).toBe(2);
-  expect(await metricValue(gw.metrics, 'realtime_gateway_errors_total', { code: 'bad_request' })).toBe(1);
+  expect(await metricValue(gw.metrics, 'realtime_gateway_errors_total', { code: 'bad_request' })).toBe(2);
 });

@@ -6,6 +6,8 @@ import { createEngine, Engine } from '../../services/core/engine';
 import { createLogger } from '../../services/core/platform/logger';
 import { createMetrics } from '../../services/core/platform/metrics';
 import { sweepParkedRooms } from '../../services/core/rooms/reaper';
+import { Shards } from '../../services/core/adapter/shards';
+import { clientRoom } from '../../services/core/redis/keys';
 import { testConfig, uniquePrefix } from '../helpers/cluster';
 import { startRedis, TestRedis } from '../helpers/redis';
 
@@ -41,10 +43,11 @@ describe.each(['redis', 'memory'])('parked memberships (%s engine)', (kind) => {
     await redis?.stop();
   });
 
-  /** user-left announcements written to the adapter stream for `room` (Redis engine). */
+  /** user-left announcements written to the history of `room` (Redis engine). */
   const leftCount = async (room: string): Promise<number> => {
     if (!r) throw new Error('Redis engine only');
-    const entries = await r.xrange(engine.keys.adapterStream(), '-', '+');
+    const shards = new Shards(engine.keys.prefix, testConfig().adapterShards);
+    const entries = await r.xrange(shards.stream(shards.of('/', clientRoom(room)), '/', clientRoom(room)), '-', '+');
     return entries.filter(([, f]) => f.join(' ').includes('user-left') && f.join(' ').includes(`"room":"${room}"`)).length;
   };
   const member = async (room: string) => (await engine.rooms.roomMembers('/', room)).map((m) => m.userId);

@@ -706,6 +706,7 @@ function report(r: ReportInput): { failures: string[] } {
           missing: check2.membership.missing.length,
         },
       },
+      probes: r.probes,
       stuckClients: r.stuck,
       adminStats: { check1: check1.stats, check2: check2.stats },
     },

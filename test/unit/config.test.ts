@@ -203,6 +203,15 @@ describe('loadConfig: cross checks', () => {
     ).toBe(100000);
   });
 
+  test('HTTP timeouts: the headers timeout must not exceed the request timeout; defaults are seconds', () => {
+    expect(problems({ JWT_SECRET: SECRET, HTTP_HEADERS_TIMEOUT_MS: '40000' })).toEqual([
+      'HTTP_HEADERS_TIMEOUT_MS must not exceed HTTP_REQUEST_TIMEOUT_MS',
+    ]);
+    const cfg = loadConfig({ JWT_SECRET: SECRET });
+    expect([cfg.httpHeadersTimeoutMs, cfg.httpRequestTimeoutMs, cfg.httpMaxConnections]).toEqual([10000, 30000, 100000]);
+    expect(loadConfig({ JWT_SECRET: SECRET, HTTP_MAX_CONNECTIONS: '0' }).httpMaxConnections).toBe(0);
+  });
+
   test('the worker needs REDIS_URL', () => {
     expect(problems({}, 'worker')).toEqual(['REDIS_URL is required by the worker']);
   });
@@ -264,11 +273,16 @@ describe('unknownVariables', () => {
       PATH: '/usr/bin', // unrelated
       NODE_ENV: 'production', // unrelated
       HOME: '/root',
+      HTTP_PROXY: 'http://proxy:3128', // conventional, though HTTP_ starts some of ours
+      HTTPS_PROXY: 'http://proxy:3128',
+      NO_PROXY: 'localhost',
+      HTTP_MAX_CONECTIONS: '10', // typo
     };
     expect(unknownVariables(env).sort()).toEqual(
       [
         'ADAPTER_STREAM_MAX_LEN',
         'GATEWAY_PROT',
+        'HTTP_MAX_CONECTIONS',
         'REDIS_CLUSTR',
         'MAX_CONECTIONS',
         'POD_NAMEE',

@@ -56,14 +56,28 @@ describe('invoke(): events received, outcome, errors, duration, drops', () => {
     expect(await value('realtime_gateway_errors_total', { code: 'internal' })).toBe(1);
   });
 
-  test('an event without an ack is dropped and counted (no_ack), the handler never runs', async () => {
+  test('an event without an ack runs the same way; only a refusal is answered, as request-error, and counted', async () => {
     const s = fakeSocket();
-    const fn = jest.fn(async () => ({}));
+    const sent: unknown[][] = [];
+    const emit = s.emit.bind(s);
+    (s as unknown as { emit: (ev: string, ...a: unknown[]) => boolean }).emit = (ev, ...a) => {
+      if (ev !== 'request-error') return emit(ev, ...a);
+      sent.push([ev, ...a]);
+      return true;
+    };
+    const fn = jest.fn(async (x: unknown) => {
+      if (x === 'bad') throw new GatewayError('bad_request', 'no good');
+      return {};
+    });
     handle(s, 'message', metrics, logger, fn);
-    s.emit('message', { roomId: 'r' });
-    expect(fn).not.toHaveBeenCalled();
-    expect(await value('realtime_gateway_events_dropped_total', { reason: 'no_ack' })).toBe(1);
-    expect(await value('realtime_gateway_events_received_total', { event: 'message', outcome: 'no_ack' })).toBe(1);
-    expect(await histogramCount(metrics, 'realtime_gateway_event_duration_seconds', { event: 'message' })).toBe(0);
+    s.emit('message', 'fine');
+    s.emit('message', 'bad');
+    await new Promise((r) => setImmediate(r));
+    expect(fn).toHaveBeenCalledTimes(2);
+    expect(sent).toEqual([['request-error', { event: 'message', error: { code: 'bad_request', message: 'no good' } }]]);
+    expect(await value('realtime_gateway_request_errors_total', { code: 'bad_request' })).toBe(1);
+    expect(await value('realtime_gateway_events_received_total', { event: 'message', outcome: 'ok' })).toBe(1);
+    expect(await value('realtime_gateway_events_received_total', { event: 'message', outcome: 'bad_request' })).toBe(1);
+    expect(await histogramCount(metrics, 'realtime_gateway_event_duration_seconds', { event: 'message' })).toBe(2);
   });
 });

@@ -1,4 +1,13 @@
-import { isReservedRoom, isValidRoomId, isValidUserId, Keys, RESERVED_ROOM_PREFIXES, userRoom } from '../../services/core/redis/keys';
+import {
+  DIRECT_SCOPE,
+  isReservedRoom,
+  isValidRoomId,
+  isValidUserId,
+  Keys,
+  RESERVED_ROOM_PREFIXES,
+  scopedPublishId,
+  userRoom,
+} from '../../services/core/redis/keys';
 
 /** The Redis Cluster hash tags of a key: every `{...}` section (only the first one counts for slotting). */
 const tags = (key: string) => [...key.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]);
@@ -100,5 +109,24 @@ describe('ids and reserved rooms', () => {
   test("a user's private room is reserved", () => {
     expect(userRoom('alice')).toBe('user:alice');
     expect(isReservedRoom(userRoom('alice'))).toBe(true);
+  });
+});
+
+describe('publish id scopes', () => {
+  const keys = new Keys('rtg');
+  test('idempotency and inbox de-duplication keys carry the scope; ids of two scopes never share a key', () => {
+    expect(scopedPublishId('0a1b2c3d4e5f', 'order-1')).toBe('0a1b2c3d4e5f:order-1');
+    expect(keys.outbox().idem('0a1b2c3d4e5f', 'order-1')).toBe('rtg:{outbox}:idem:0a1b2c3d4e5f:order-1');
+    expect(keys.outbox().idem(DIRECT_SCOPE, 'order-1')).toBe('rtg:{outbox}:idem:direct:order-1');
+    expect(keys.inbox('/', 'alice').dedup(scopedPublishId(DIRECT_SCOPE, 'a:b'))).toBe('rtg:inbox:{/|alice}:pub:direct:a:b');
+    expect(keys.outbox().idem('aaaa', 'x')).not.toBe(keys.outbox().idem('bbbb', 'x'));
+  });
+
+  test('scopes and ids are validated before they become keys', () => {
+    for (const scope of ['', 'UPPER', 'has:colon', 'x'.repeat(17)])
+      expect(() => keys.outbox().idem(scope, 'id')).toThrow(/invalid publish scope/);
+    expect(() => keys.outbox().idem('direct', 'bad id')).toThrow(/invalid publish id/);
+    expect(() => keys.inbox('/', 'alice').dedup('unscoped')).toThrow(/invalid scoped publish id/);
+    expect(() => keys.inbox('/', 'alice').dedup('direct:' + 'x'.repeat(129))).toThrow(/invalid scoped publish id/);
   });
 });

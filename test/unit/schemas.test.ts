@@ -6,6 +6,8 @@ import {
   eventNameSchema,
   inboxAckSchema,
   messageSchema,
+  MAX_DATA_DEPTH,
+  nestedDeeperThan,
   payloadBytes,
   roomIdSchema,
   streamIdSchema,
@@ -196,5 +198,37 @@ describe('zodMessage and payloadBytes', () => {
     circular.self = circular;
     expect(payloadBytes(undefined, circular)).toBe(Infinity);
     expect(payloadBytes(undefined, { n: BigInt(1) })).toBe(Infinity);
+  });
+});
+
+describe('data nesting depth', () => {
+  const nested = (levels: number, leaf: unknown = 1): unknown => {
+    let v = leaf;
+    for (let i = 0; i < levels; i++) v = i % 2 ? { k: v } : [v];
+    return v;
+  };
+
+  test('nestedDeeperThan counts objects and arrays; primitives and binary values are leaves', () => {
+    expect(nestedDeeperThan(1, 0)).toBe(false);
+    expect(nestedDeeperThan(null, 0)).toBe(false);
+    expect(nestedDeeperThan([], 0)).toBe(true);
+    expect(nestedDeeperThan([], 1)).toBe(false);
+    expect(nestedDeeperThan(nested(5), 5)).toBe(false);
+    expect(nestedDeeperThan(nested(6), 5)).toBe(true);
+    expect(nestedDeeperThan(nested(5, Buffer.from('x')), 5)).toBe(false);
+    expect(nestedDeeperThan(nested(5, new Uint8Array(3)), 5)).toBe(false);
+    expect(nestedDeeperThan(nested(5, new ArrayBuffer(3)), 5)).toBe(false);
+    expect(nestedDeeperThan({ wide: Array.from({ length: 1000 }, () => ({ a: [1] })) }, 4)).toBe(false);
+    expect(nestedDeeperThan({ a: 1, b: { c: [{ d: [] }] } }, 4)).toBe(true);
+  });
+
+  test('payloadBytes refuses data nested deeper than MAX_DATA_DEPTH with bad_request, binary or not', () => {
+    expect(MAX_DATA_DEPTH).toBe(32);
+    expect(payloadBytes(undefined, nested(32))).toBe(JSON.stringify(nested(32)).length);
+    for (const data of [nested(33), nested(101, Buffer.from([1])), { a: nested(32) }])
+      expect(() => payloadBytes('text', data)).toThrow(
+        expect.objectContaining({ code: 'bad_request', message: 'data: nested deeper than 32 levels' }),
+      );
+    expect(payloadBytes(nested(100) as never, undefined)).toBe(0); // text is not data
   });
 });

@@ -9,7 +9,10 @@ keyPrefix: REDIS_KEY_PREFIX
 workspacePattern: WORKSPACE_NAMESPACE_PATTERN
 maxMessageBytes: MAX_MESSAGE_BYTES
 recoveryWindowMs: RECOVERY_WINDOW_MS
-adapterStreamMaxLen: ADAPTER_STREAM_MAXLEN
+adapterShards: ADAPTER_SHARDS
+adapterRoomHistory: ADAPTER_ROOM_HISTORY
+recoveryMaxRead: RECOVERY_MAX_READ
+recoveryMaxMissed: RECOVERY_MAX_MISSED
 heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS
 presenceGraceMs: PRESENCE_GRACE_MS
 shutdownDelayMs: SHUTDOWN_DELAY_MS
@@ -17,6 +20,9 @@ drainTimeoutMs: DRAIN_TIMEOUT_MS
 inboxMaxLen: INBOX_MAX_LEN
 inboxMaxAgeMs: INBOX_MAX_AGE_MS
 idempotencyWindowMs: IDEMPOTENCY_WINDOW_MS
+httpHeadersTimeoutMs: HTTP_HEADERS_TIMEOUT_MS
+httpRequestTimeoutMs: HTTP_REQUEST_TIMEOUT_MS
+httpMaxConnections: HTTP_MAX_CONNECTIONS
 corsOrigins: CORS_ORIGINS
 transports: TRANSPORTS
 maxHttpBufferSize: MAX_HTTP_BUFFER_SIZE
@@ -157,6 +163,9 @@ workerMaxAttempts: WORKER_MAX_ATTEMPTS
 {{- end }}
 {{- if eq (int $v.ports.http) (int $v.ports.metrics) }}
 {{- fail "ports.metrics must differ from ports.http (METRICS_PORT must differ from PORT)" }}
+{{- end }}
+{{- if gt (int64 $v.config.httpHeadersTimeoutMs) (int64 $v.config.httpRequestTimeoutMs) }}
+{{- fail "config.httpHeadersTimeoutMs must not exceed config.httpRequestTimeoutMs (HTTP_HEADERS_TIMEOUT_MS <= HTTP_REQUEST_TIMEOUT_MS)" }}
 {{- end }}
 {{- if gt (int64 $v.gateway.config.outboundSoftBytes) (int64 $v.gateway.config.outboundMaxBytes) }}
 {{- fail "gateway.config.outboundSoftBytes must not exceed gateway.config.outboundMaxBytes" }}

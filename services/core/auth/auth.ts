@@ -2,6 +2,7 @@ import { createPublicKey, KeyObject } from 'crypto';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, JWTVerifyGetKey } from 'jose';
 import type { Config } from '../platform/config';
 import { AuthError } from '../platform/errors';
+import { anyGlob, MAX_GLOB_LENGTH } from './glob';
 import { isValidUserId, USER_ID_RULE } from '../redis/keys';
 
 /** Who a connection belongs to, from a verified token (or the insecure dev mode). */
@@ -10,6 +11,8 @@ export interface Principal {
   roles: string[];
   /** Glob patterns of rooms the user may join; undefined = any non-reserved room. */
   rooms?: string[];
+  /** Glob patterns of user ids whose presence the user may read; undefined = anyone's. */
+  presence?: string[];
   workspaces: string[];
   /** Token expiry (ms since epoch), when the token has one. */
   exp?: number;
@@ -19,7 +22,7 @@ export type Authenticator = (auth: unknown) => Promise<Principal>;
 
 function stringArray(v: unknown, claim: string, max = 1000): string[] | undefined {
   if (v === undefined) return undefined;
-  if (!Array.isArray(v) || v.length > max || v.some((x) => typeof x !== 'string' || x.length > 256)) {
+  if (!Array.isArray(v) || v.length > max || v.some((x) => typeof x !== 'string' || x.length > MAX_GLOB_LENGTH)) {
     throw new AuthError('unauthorized', `claim "${claim}" must be an array of strings`, 'bad_claims');
   }
   return v as string[];
@@ -32,6 +35,7 @@ function principalFrom(claims: Record<string, unknown>): Principal {
     userId: sub,
     roles: stringArray(claims.roles, 'roles') ?? [],
     rooms: stringArray(claims.rooms, 'rooms'),
+    presence: stringArray(claims.presence, 'presence'),
     workspaces: stringArray(claims.workspaces, 'workspaces') ?? [],
     exp: typeof claims.exp === 'number' ? claims.exp * 1000 : undefined,
   };
@@ -46,7 +50,7 @@ export function createAuthenticator(
       const a = (auth ?? {}) as Record<string, unknown>;
       if (!isValidUserId(a.userId))
         throw new AuthError('unauthorized', `insecure mode: auth.userId (${USER_ID_RULE}) is required`, 'missing_credentials');
-      return principalFrom({ sub: a.userId, roles: a.roles, rooms: a.rooms, workspaces: a.workspaces });
+      return principalFrom({ sub: a.userId, roles: a.roles, rooms: a.rooms, workspaces: a.workspaces, presence: a.presence });
     };
   }
   let key: Uint8Array | KeyObject | JWTVerifyGetKey;
@@ -91,27 +95,12 @@ export function createAuthenticator(
   };
 }
 
-const globCache = new Map<string, RegExp>();
-/** Glob (`*`, `?`) to an anchored regular expression. */
-export function globToRegExp(glob: string): RegExp {
-  let re = globCache.get(glob);
-  if (!re) {
-    re = new RegExp(
-      '^' +
-        glob
-          .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-          .replace(/\*/g, '.*')
-          .replace(/\?/g, '.') +
-        '$',
-    );
-    if (globCache.size > 10000) globCache.clear();
-    globCache.set(glob, re);
-  }
-  return re;
-}
-
 /** Whether the principal's `rooms` claim lets it join `room` (reserved rooms are checked elsewhere). */
 export function mayJoinRoom(p: Principal, room: string): boolean {
-  if (!p.rooms) return true;
-  return p.rooms.some((g) => globToRegExp(g).test(room));
+  return anyGlob(p.rooms, room);
+}
+
+/** Whether the principal's `presence` claim lets it read or subscribe to the presence of `userId`. */
+export function mayReadPresence(p: Principal, userId: string): boolean {
+  return anyGlob(p.presence, userId);
 }

@@ -22,8 +22,8 @@ export interface InboxOptions {
 
 /** Durable per-user inboxes (PROTOCOL.md, Direct messages and the offline inbox). */
 export interface InboxStore {
-  /** Appends (once per publish id when given); resolves once durable in the store. */
-  append(nsp: string, userId: string, m: InboxMessage, publishId?: string): Promise<{ id: string; appended: boolean }>;
+  /** Appends (once per `dedupId` when given: a publish id within its scope, keys.ts scopedPublishId); resolves once durable in the store. */
+  append(nsp: string, userId: string, m: InboxMessage, dedupId?: string): Promise<{ id: string; appended: boolean }>;
   /** Moves the acknowledged position forward (never back, never past the newest message); returns the position. */
   ack(nsp: string, userId: string, upTo: string): Promise<string>;
   /** The acknowledged position, or null. */

@@ -1,6 +1,7 @@
 import type { Server } from 'socket.io';
 import type { InboxStore } from '../inbox/store';
 import type { Metrics } from '../platform/metrics';
+import { DIRECT_SCOPE, scopedPublishId } from '../redis/keys';
 import { deliver, type Outbox, type Publish } from './publish';
 
 /** The single-node outbox: no Redis, so a publish is delivered in process before it is acknowledged. */
@@ -15,9 +16,11 @@ export class DirectOutbox implements Outbox {
   async publish(p: Publish): Promise<{ id: string; duplicate: boolean }> {
     const now = Date.now();
     for (const [k, at] of this.seen) if (now - at > this.windowMs) this.seen.delete(k);
-    if (this.seen.has(p.id)) return { id: p.id, duplicate: true };
+    // Ids count per scope (the API key), as in the Redis outbox.
+    const key = scopedPublishId(p.scope ?? DIRECT_SCOPE, p.id);
+    if (this.seen.has(key)) return { id: p.id, duplicate: true };
     await deliver(this.io, this.inbox, p, this.metrics);
-    this.seen.set(p.id, now);
+    this.seen.set(key, now);
     return { id: p.id, duplicate: false };
   }
 }

@@ -1,12 +1,12 @@
 import { randomUUID } from 'crypto';
 import type { Server } from 'socket.io';
 import { z } from 'zod';
-import { broadcast } from '../adapter';
+import { broadcast } from '../adapter/broadcast';
 import type { InboxStore } from '../inbox/store';
 import type { Config } from '../platform/config';
 import { GatewayError } from '../platform/errors';
 import type { Metrics } from '../platform/metrics';
-import { isReservedRoom, PUBLISH_ID_RE, userRoom } from '../redis/keys';
+import { clientRoom, DIRECT_SCOPE, isReservedRoom, PUBLISH_ID_RE, PUBLISH_SCOPE_RE, scopedPublishId, userRoom } from '../redis/keys';
 import { eventNameSchema, payloadBytes, roomIdSchema, userIdSchema, zodMessage } from '../schemas';
 
 /** A validated backend publish (PROTOCOL.md, Backend publish API). */
@@ -18,6 +18,11 @@ export interface Publish {
   data: unknown;
   timestamp: number;
   traceparent?: string;
+  /**
+   * Idempotency scope of `id` (keys.ts PUBLISH_SCOPE_RE): a digest of the API key the request came
+   * with; unset (DIRECT_SCOPE) for entries backends XADD themselves. Never sent to clients.
+   */
+  scope?: string;
 }
 
 const bodySchema = z
@@ -59,13 +64,15 @@ export function validatePublish(body: unknown, cfg: Pick<Config, 'workspacePatte
 
 /**
  * The outbox entry format (also for backends that XADD directly): flat fields
- * `id`, `namespace`, `room` | `rooms` (JSON array) | `userId`, `event`, `data` (JSON), `ts`, `traceparent`.
+ * `id`, `namespace`, `room` | `rooms` (JSON array) | `userId`, `event`, `data` (JSON), `ts`, `traceparent`,
+ * and `scope` (the idempotency scope, written by the publish API).
  */
 export function encodeEntry(p: Publish): string[] {
   const f = ['id', p.id, 'namespace', p.namespace, 'event', p.event, 'data', JSON.stringify(p.data ?? null), 'ts', String(p.timestamp)];
   if (p.target.kind === 'rooms') f.push('rooms', JSON.stringify(p.target.rooms));
   if (p.target.kind === 'user') f.push('userId', p.target.userId);
   if (p.traceparent) f.push('traceparent', p.traceparent);
+  if (p.scope) f.push('scope', p.scope);
   return f;
 }
 
@@ -92,6 +99,9 @@ export function decodeEntry(entryId: string, fields: string[], cfg: Pick<Config,
   const ts = Number(m.get('ts'));
   p.timestamp = Number.isFinite(ts) && ts > 0 ? ts : Number(entryId.split('-')[0]);
   p.traceparent = m.get('traceparent');
+  const scope = m.get('scope');
+  if (scope !== undefined && !PUBLISH_SCOPE_RE.test(scope)) throw new GatewayError('bad_request', 'field scope: 1-16 chars of [0-9a-z]');
+  p.scope = scope;
   return p;
 }
 
@@ -104,12 +114,13 @@ export async function deliver(io: Server, inbox: InboxStore, p: Publish, metrics
       p.namespace,
       p.target.userId,
       { kind: 'publish', event: p.event, data: p.data, publishId: p.id, timestamp: p.timestamp, traceparent: p.traceparent },
-      p.id,
+      // de-duplicated within the scope of the key that published it; the client sees the backend's id as it was sent
+      scopedPublishId(p.scope ?? DIRECT_SCOPE, p.id),
     );
     if (appended) metrics.inboxAppends.inc({ kind: 'publish' });
     await broadcast(nsp, { rooms: [userRoom(p.target.userId)], origin }, p.event, p.data);
   } else {
-    await broadcast(nsp, { rooms: p.target.kind === 'rooms' ? p.target.rooms : [], origin }, p.event, p.data);
+    await broadcast(nsp, { rooms: p.target.kind === 'rooms' ? p.target.rooms.map(clientRoom) : [], origin }, p.event, p.data);
   }
   metrics.deliveries.inc({ target: p.target.kind });
 }

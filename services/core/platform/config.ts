@@ -105,6 +105,27 @@ export const settings = {
     services: GW,
     doc: 'Port of `/metrics` (and health), kept off the public ingress',
   } as Setting<number>,
+  httpHeadersTimeoutMs: {
+    env: 'HTTP_HEADERS_TIMEOUT_MS',
+    def: 10000,
+    parse: int(100, 3600000),
+    services: GW,
+    doc: 'Time a connection has to deliver the headers of a request (a new connection too), on every HTTP port; a slower one is answered 408 and closed',
+  } as Setting<number>,
+  httpRequestTimeoutMs: {
+    env: 'HTTP_REQUEST_TIMEOUT_MS',
+    def: 30000,
+    parse: int(100, 3600000),
+    services: GW,
+    doc: 'Time a request has to arrive whole, body included, on every HTTP port (waiting for the answer, like a long-polling GET, does not count); a slower one is answered 408 and closed',
+  } as Setting<number>,
+  httpMaxConnections: {
+    env: 'HTTP_MAX_CONNECTIONS',
+    def: 100000,
+    parse: int(0),
+    services: GW,
+    doc: 'Open TCP connections on `PORT` (websockets, long-polling, API calls) beyond which new ones are closed at once (0 = no cap); keep it well above the sockets a pod should hold (`MAX_CONNECTIONS` refuses those politely)',
+  } as Setting<number>,
   redisUrl: {
     env: 'REDIS_URL',
     def: undefined,
@@ -272,12 +293,33 @@ export const settings = {
     services: GW,
     doc: 'Connection state recovery window',
   } as Setting<number>,
-  adapterStreamMaxLen: {
-    env: 'ADAPTER_STREAM_MAXLEN',
-    def: 100000,
-    parse: int(1000),
+  adapterShards: {
+    env: 'ADAPTER_SHARDS',
+    def: 16,
+    parse: int(1, 256),
     services: GW,
-    doc: 'Approximate length of the adapter stream (bounds how much a recovering client can catch up)',
+    doc: 'Shards room traffic is spread over (keys and channels by a hash of namespace and room); every gateway and worker must use the same number',
+  } as Setting<number>,
+  adapterRoomHistory: {
+    env: 'ADAPTER_ROOM_HISTORY',
+    def: 5000,
+    parse: int(10),
+    services: GW,
+    doc: 'Broadcasts kept per room for recovery (approximate); a client that missed more than a room still holds gets a fresh session',
+  } as Setting<number>,
+  recoveryMaxRead: {
+    env: 'RECOVERY_MAX_READ',
+    def: 10000,
+    parse: int(1),
+    services: G,
+    doc: 'Room history entries one session restore may read; beyond it the client gets a fresh session (`recovered === false`)',
+  } as Setting<number>,
+  recoveryMaxMissed: {
+    env: 'RECOVERY_MAX_MISSED',
+    def: 2000,
+    parse: int(1),
+    services: G,
+    doc: 'Packets one session restore may replay; beyond it the client gets a fresh session',
   } as Setting<number>,
   heartbeatIntervalMs: {
     env: 'HEARTBEAT_INTERVAL_MS',
@@ -408,12 +450,15 @@ function crossCheck(cfg: Config, service: 'gateway' | 'worker'): string[] {
   if (cfg.outboundSoftBytes > cfg.outboundMaxBytes) p.push('OUTBOUND_BUFFER_SOFT_BYTES must not exceed OUTBOUND_BUFFER_MAX_BYTES');
   if (cfg.redisCluster && !cfg.redisUrl) p.push('REDIS_CLUSTER=true needs REDIS_URL');
   if (cfg.metricsPort !== 0 && cfg.metricsPort === cfg.port) p.push('METRICS_PORT must differ from PORT');
+  if (cfg.httpHeadersTimeoutMs > cfg.httpRequestTimeoutMs) p.push('HTTP_HEADERS_TIMEOUT_MS must not exceed HTTP_REQUEST_TIMEOUT_MS');
   for (const k of cfg.apiKeys) if (k.length < 16) p.push('every API_KEYS entry must be at least 16 characters long');
   return p;
 }
 
 /** Names Kubernetes injects into every container (service links: `<SVC>_PORT`, `<SVC>_PORT_3000_TCP`, `<SVC>_SERVICE_HOST`, ...). */
 const KUBERNETES_INJECTED = /_PORT(_|$)|_SERVICE_(HOST|PORT)/;
+/** Conventional variables that share a first word with ours (`HTTP_`) but are never ours. */
+const CONVENTIONAL = new Set(['HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY']);
 
 function editDistance(a: string, b: string): number {
   let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
@@ -445,7 +490,7 @@ export function unknownVariables(env: NodeJS.ProcessEnv = process.env): string[]
   const known = new Set(Object.values(settings).map((s) => s.env));
   const firstWords = new Set([...known].map((k) => k.split('_')[0]).concat('RTG', 'GATEWAY'));
   return Object.keys(env).filter((k) => {
-    if (known.has(k) || !/^[A-Z][A-Z0-9_]*$/.test(k) || KUBERNETES_INJECTED.test(k)) return false;
+    if (known.has(k) || CONVENTIONAL.has(k) || !/^[A-Z][A-Z0-9_]*$/.test(k) || KUBERNETES_INJECTED.test(k)) return false;
     return (k.includes('_') && firstWords.has(k.split('_')[0])) || closestVariable(k) !== undefined;
   });
 }

@@ -1,6 +1,18 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { ERROR_CODES } from './errors';
 
+/** Why a restore gave a fresh session (mirrors adapter/restore.ts; labels start at zero). */
+export const REFUSED_REASONS = [
+  'bad_offset',
+  'expired',
+  'no_session',
+  'other_user',
+  'trimmed',
+  'too_many_read',
+  'too_many_missed',
+  'unavailable',
+] as const;
+
 /** Metric name prefix: `<namespace>_<subsystem>_<name>`. */
 export const NS = 'realtime';
 
@@ -19,7 +31,22 @@ function histogram<T extends string = never>(registers: Registers, name: string,
 }
 
 /** The gateway's own metrics: connections, events, delivery, backpressure, recovery. */
-function gatewayMetrics(r: Registers, pending: { packetsSent: number }) {
+/** A counter counted in a plain number on the hot path (`pending[key]`), folded in at scrape time. */
+function tally<K extends string>(r: Registers, name: string, help: string, pending: Record<K, number>, key: K) {
+  return new Counter({
+    name: `${NS}_${name}`,
+    help,
+    registers: r,
+    collect() {
+      if (pending[key]) {
+        this.inc(pending[key]);
+        pending[key] = 0;
+      }
+    },
+  });
+}
+
+function gatewayMetrics(r: Registers, pending: Pending) {
   return {
     connections: gauge(r, 'gateway_connections', 'Connected sockets on this pod', ['nsp'] as const),
     connects: counter(r, 'gateway_connects_total', 'Accepted socket connections', ['nsp', 'recovered'] as const),
@@ -29,9 +56,12 @@ function gatewayMetrics(r: Registers, pending: { packetsSent: number }) {
       'event',
       'outcome',
     ] as const),
-    eventsDropped: counter(r, 'gateway_events_dropped_total', 'Client events dropped without an answer (no ack to answer on)', [
-      'reason',
-    ] as const),
+    requestErrors: counter(
+      r,
+      'gateway_request_errors_total',
+      'Refusals of events sent without an ack, answered as request-error, by code',
+      ['code'] as const,
+    ),
     errors: counter(r, 'gateway_errors_total', 'Error answers by code', ['code'] as const),
     rateLimited: counter(r, 'gateway_rate_limited_total', 'Events or handshakes refused by a rate limit', ['scope'] as const),
     eventDuration: histogram(r, 'gateway_event_duration_seconds', 'Time to answer a client event', ['event'] as const),
@@ -52,18 +82,25 @@ function gatewayMetrics(r: Registers, pending: { packetsSent: number }) {
     recoveryAttempts: counter(r, 'gateway_recovery_attempts_total', 'Connections that asked for state recovery'),
     recoverySuccesses: counter(r, 'gateway_recovery_successes_total', 'Connections whose state was recovered'),
     sessionsPersisted: counter(r, 'gateway_sessions_persisted_total', 'Recovery sessions written ahead of a disconnect'),
-    packetsSent: new Counter({
-      name: `${NS}_gateway_packets_sent_total`,
-      help: 'Packets written to sockets (after fan-out)',
-      registers: r,
-      // Counted per socket write in a plain number (the hot path), folded in at scrape time.
-      collect() {
-        if (pending.packetsSent) {
-          this.inc(pending.packetsSent);
-          pending.packetsSent = 0;
-        }
-      },
-    }),
+    packetsSent: tally(r, 'gateway_packets_sent_total', 'Packets written to sockets (after fan-out)', pending, 'packetsSent'),
+    adapterReceived: tally(
+      r,
+      'adapter_entries_received_total',
+      'Room broadcasts this pod received live (only rooms it has members in)',
+      pending,
+      'adapterReceived',
+    ),
+    adapterSkipped: tally(
+      r,
+      'adapter_entries_skipped_total',
+      'Room broadcasts received with no local recipient (the member left meanwhile)',
+      pending,
+      'adapterSkipped',
+    ),
+    recoveryRefused: counter(r, 'gateway_recovery_refused_total', 'Recoveries answered with a fresh session, by reason', [
+      'reason',
+    ] as const),
+    recoveryEntriesRead: counter(r, 'gateway_recovery_entries_read_total', 'Room history entries read by session restores'),
   };
 }
 
@@ -80,6 +117,12 @@ function sharedMetrics(r: Registers) {
     presenceTransitions: counter(r, 'presence_transitions_total', 'Presence transitions announced, by kind', ['kind'] as const),
     reapedSockets: counter(r, 'presence_reaped_sockets_total', 'Sockets removed because their pod stopped heartbeating'),
     onlineUsers: gauge(r, 'presence_online_users', 'Users with at least one connected socket (all pods)'),
+    httpConnectionsClosed: counter(
+      r,
+      'http_connections_closed_total',
+      'HTTP connections the server closed on its own, by reason (max_connections, timeout, malformed)',
+      ['reason'] as const,
+    ),
   };
 }
 
@@ -100,20 +143,31 @@ function pipelineMetrics(r: Registers) {
     inboxReplays: counter(r, 'inbox_replays_total', 'Inbox replays started on connect'),
     inboxReplayed: counter(r, 'inbox_replayed_messages_total', 'Messages sent in queued-messages batches'),
     retentionTrims: counter(r, 'inbox_retention_trimmed_total', 'Inbox messages removed by age retention'),
-    adapterStreamLength: gauge(r, 'adapter_stream_length', 'Entries in the adapter stream (broadcasts kept for recovery)'),
-    adapterReadLag: histogram(r, 'adapter_read_lag_seconds', 'Time from a broadcast entering the adapter stream to this pod reading it'),
+    adapterReadLag: histogram(r, 'adapter_read_lag_seconds', 'Time from a broadcast entering Redis to this pod receiving it live'),
+    adapterGapFills: counter(
+      r,
+      'adapter_gap_fills_total',
+      'Live feeds of a shard refilled from the room histories after their connection broke',
+    ),
     inboxDepth: gauge(r, 'inbox_depth', 'Messages held in all inboxes (measured by the retention pass)'),
     inboxStreams: gauge(r, 'inbox_streams', 'Inbox streams (users with messages kept)'),
-    publishRequests: counter(r, 'api_publish_requests_total', 'Publish API requests by HTTP status', ['status'] as const),
+    publishRequests: counter(
+      r,
+      'api_publish_requests_total',
+      'Publish API requests by HTTP status (408: the body stalled, 499: the client aborted mid-body)',
+      ['status'] as const,
+    ),
   };
 }
+
+type Pending = { packetsSent: number; adapterReceived: number; adapterSkipped: number };
 
 /** Creates every metric on `registry` (inject a fresh one per test). */
 export function createMetrics(registry: Registry = new Registry(), opts: { defaults?: boolean } = {}) {
   if (opts.defaults !== false) collectDefaultMetrics({ register: registry });
   const r = [registry];
   /** Hot-path tallies folded into their metrics at scrape time. */
-  const pending = { packetsSent: 0 };
+  const pending = { packetsSent: 0, adapterReceived: 0, adapterSkipped: 0 };
   const m = { pending, registry, ...gatewayMetrics(r, pending), ...sharedMetrics(r), ...pipelineMetrics(r) };
   zeroLabelledCounters(m);
   return m;
@@ -125,7 +179,7 @@ export type Metrics = ReturnType<typeof createMetrics>;
 function zeroLabelledCounters(m: Omit<Metrics, 'pending' | 'registry'>): void {
   for (const code of ERROR_CODES) m.errors.inc({ code }, 0);
   for (const scope of ['event', 'connect']) m.rateLimited.inc({ scope }, 0);
-  for (const reason of ['no_ack', 'unknown_event', 'rate_limited']) m.eventsDropped.inc({ reason }, 0);
+  for (const code of ERROR_CODES) m.requestErrors.inc({ code }, 0);
   for (const reason of [
     'missing_credentials',
     'invalid_token',
@@ -140,13 +194,15 @@ function zeroLabelledCounters(m: Omit<Metrics, 'pending' | 'registry'>): void {
     'error',
   ])
     m.authFailures.inc({ reason }, 0);
-  for (const op of ['connection', 'heartbeat', 'persist_session', 'adapter_publish', 'inbox_replay', 'outbox_read', 'reap'])
+  for (const reason of REFUSED_REASONS) m.recoveryRefused.inc({ reason }, 0);
+  for (const op of ['connection', 'heartbeat', 'persist_session', 'adapter_publish', 'adapter_link', 'inbox_replay', 'outbox_read', 'reap'])
     m.redisErrors.inc({ op }, 0);
   for (const target of ['all', 'rooms', 'user']) m.deliveries.inc({ target }, 0);
   for (const kind of ['direct', 'publish']) m.inboxAppends.inc({ kind }, 0);
   for (const kind of ['online', 'offline']) m.presenceTransitions.inc({ kind }, 0);
   for (const kind of ['room', 'direct']) m.messagesPublished.inc({ kind }, 0);
-  for (const status of ['202', '400', '401', '405', '413', '503']) m.publishRequests.inc({ status }, 0);
+  for (const status of ['202', '400', '401', '405', '408', '413', '499', '503']) m.publishRequests.inc({ status }, 0);
+  for (const reason of ['max_connections', 'timeout', 'malformed']) m.httpConnectionsClosed.inc({ reason }, 0);
 }
 /** Low-cardinality label for a namespace name (workspace ids never become labels). */
 export function nsLabel(name: string): string {

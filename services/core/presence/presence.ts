@@ -1,5 +1,5 @@
 import type { Server } from 'socket.io';
-import { broadcast } from '../adapter';
+import { broadcast } from '../adapter/broadcast';
 import type { Logger } from '../platform/logger';
 import type { Metrics } from '../platform/metrics';
 import { presenceRoom, type PresenceEntry, type PresenceStore, type Transition } from './store';

@@ -1,5 +1,5 @@
 import type { Cluster, Redis } from 'ioredis';
-import { adapterBroadcastFields } from '../adapter';
+import type { Announcer } from '../adapter/announcer';
 import { UnavailableError } from '../platform/errors';
 import type { RedisClient } from '../redis/client';
 import type { Keys } from '../redis/keys';
@@ -14,14 +14,6 @@ function entry(userId: string, view: string | null): PresenceEntry {
   return { userId, status: view.startsWith('online') ? 'online' : 'offline', lastSeen: lastSeen ? Number(lastSeen) : null };
 }
 
-/** Adapter uid of presence announcements: no pod's, so every pod (the announcer too) delivers them. */
-const ANNOUNCER_UID = 'presence';
-/**
- * How long the last announced version of a user is kept: longer than any retry of an
- * announcement (a sweeper that died is replaced within a sweep period) or race between two.
- */
-const ANNOUNCED_TTL_MS = 60_000;
-
 /**
  * Presence in Redis, per (namespace, user): a hash (sockets, pending offline, version) and a
  * view string (status and lastSeen, what lookups read) under one hash tag; one Lua script per
@@ -31,7 +23,7 @@ export class RedisPresence implements PresenceStore {
   constructor(
     private r: RedisClient,
     private keys: Keys,
-    private opts: { streamMaxLen: number } = { streamMaxLen: 100000 },
+    private announcer: Announcer,
   ) {}
 
   private check(): void {
@@ -78,19 +70,9 @@ export class RedisPresence implements PresenceStore {
 
   async announce(t: Transition, payload: PresenceEntry): Promise<boolean> {
     this.check();
-    // The adapter's own stream entry for a broadcast to the presence room: every pod delivers it
-    // (and recovering clients replay it), exactly as if a pod had broadcast it.
-    const fields = adapterBroadcastFields(ANNOUNCER_UID, t.nsp, [presenceRoom(t.userId)], 'presence', payload);
-    const id = await this.r.presenceAnnounce(
-      this.keys.adapterStream(),
-      this.keys.presenceAnnounced(t.nsp, t.userId),
-      t.version,
-      t.status,
-      this.opts.streamMaxLen,
-      ANNOUNCED_TTL_MS,
-      ...fields,
-    );
-    return id !== null;
+    // Published to the presence room like any broadcast (every pod with a subscriber delivers it,
+    // recovering clients replay it), guarded by version in the same script.
+    return this.announcer.versioned(t.nsp, presenceRoom(t.userId), t.userId, t.version, t.status, 'presence', payload);
   }
 
   async settle(t: Transition): Promise<void> {

@@ -47,7 +47,10 @@ export interface PresenceStore {
   onlineCounts(): Promise<Map<string, number>>;
 }
 
+/** The prefix of presence rooms. */
+export const PRESENCE_PREFIX = 'presence:';
+
 /** The room a subscriber of `userId`'s presence joins. */
 export function presenceRoom(userId: string): string {
-  return `presence:${userId}`;
+  return `${PRESENCE_PREFIX}${userId}`;
 }

@@ -13,6 +13,21 @@ export const RESERVED_ROOM_PREFIXES = ['user:', 'presence:', '_'];
 const NSP_RE = /^\/[A-Za-z0-9_.-]{0,128}$/;
 /** Publish ids (idempotency keys) from backends. */
 export const PUBLISH_ID_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
+/**
+ * Idempotency scopes: publish ids count per scope, so two backends never suppress each other's
+ * publishes. The API uses 12 hex digits of the SHA-256 of the API key that authenticated the
+ * request; entries backends XADD to the outbox themselves have the scope "direct".
+ */
+export const PUBLISH_SCOPE_RE = /^[0-9a-z]{1,16}$/;
+export const DIRECT_SCOPE = 'direct';
+
+/** A publish id within its scope ("<scope>:<id>"): what de-duplicates a publish, never what a client sees. */
+export function scopedPublishId(scope: string, publishId: string): string {
+  assert(PUBLISH_SCOPE_RE.test(scope), 'publish scope', scope);
+  assert(PUBLISH_ID_RE.test(publishId), 'publish id', publishId);
+  return `${scope}:${publishId}`;
+}
+const SCOPED_PUBLISH_ID_RE = /^[0-9a-z]{1,16}:[A-Za-z0-9_.:-]{1,128}$/;
 
 /** True for a syntactically valid room id (reserved or not). */
 export function isValidRoomId(id: unknown): id is string {
@@ -38,6 +53,22 @@ export function userRoom(userId: string): string {
   return `user:${userId}`;
 }
 
+/**
+ * The adapter's name of a client room: prefixed, so that no client room can ever be another
+ * socket's own room (a socket id) or an internal room; the prefix never shows on the wire.
+ */
+export function clientRoom(room: string): string {
+  return `r:${room}`;
+}
+
+/** The client room id of an adapter room name, or undefined for any other room. */
+export function clientRoomId(name: string): string | undefined {
+  return name.startsWith('r:') ? name.slice(2) : undefined;
+}
+
+/** Session ids (`pid`) as Socket.IO makes them (base64id): checked before they become keys. */
+export const PID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
 /** Key builder bound to a prefix (REDIS_KEY_PREFIX). */
 export class Keys {
   constructor(public readonly prefix: string) {}
@@ -46,9 +77,14 @@ export class Keys {
   adapterStream(): string {
     return `${this.prefix}:adapter`;
   }
-  /** Adapter recovery session key prefix. */
+  /** Adapter recovery session key prefix (the bare Socket.IO baseline of the benchmarks). */
   sessionPrefix(): string {
     return `${this.prefix}:session:`;
+  }
+  /** A recovery session of the sharded adapter (adapter/sessions.ts): a hash, its own slot. */
+  session(pid: string): string {
+    assert(PID_RE.test(pid), 'session id', pid);
+    return `${this.prefix}:sess:{${pid}}`;
   }
   /** Adapter pub/sub channel prefix. */
   channelPrefix(): string {
@@ -118,17 +154,17 @@ export class Keys {
     assert(/^[A-Za-z0-9_.-]{1,253}$/.test(pod), 'pod name', pod);
     return `${this.prefix}:pod:{${pod}}:sockets`;
   }
-  /** Inbox of one user in one namespace: the stream, its acknowledged position, de-duplication keys. */
-  inbox(nsp: string, userId: string): { stream: string; acked: string; dedup: (publishId: string) => string } {
+  /** Inbox of one user in one namespace: the stream, its acknowledged position, de-duplication keys (by scoped publish id). */
+  inbox(nsp: string, userId: string): { stream: string; acked: string; dedup: (scopedId: string) => string } {
     assert(NSP_RE.test(nsp), 'namespace', nsp);
     assert(USER_ID_RE.test(userId), 'user id', userId);
     const base = `${this.prefix}:inbox:{${nsp}|${userId}}`;
     return {
       stream: base,
       acked: `${base}:acked`,
-      dedup: (publishId: string) => {
-        assert(PUBLISH_ID_RE.test(publishId), 'publish id', publishId);
-        return `${base}:pub:${publishId}`;
+      dedup: (scopedId: string) => {
+        assert(SCOPED_PUBLISH_ID_RE.test(scopedId), 'scoped publish id', scopedId);
+        return `${base}:pub:${scopedId}`;
       },
     };
   }
@@ -136,16 +172,13 @@ export class Keys {
   inboxPattern(): string {
     return `${this.prefix}:inbox:{*}`;
   }
-  /** The outbox stream, its idempotency keys and its dead-letter stream share one hash tag. */
-  outbox(): { stream: string; dead: string; idem: (publishId: string) => string } {
+  /** The outbox stream, its idempotency keys (one per scope and publish id) and its dead-letter stream share one hash tag. */
+  outbox(): { stream: string; dead: string; idem: (scope: string, publishId: string) => string } {
     const base = `${this.prefix}:{outbox}`;
     return {
       stream: base,
       dead: `${base}:dead`,
-      idem: (publishId: string) => {
-        assert(PUBLISH_ID_RE.test(publishId), 'publish id', publishId);
-        return `${base}:idem:${publishId}`;
-      },
+      idem: (scope: string, publishId: string) => `${base}:idem:${scopedPublishId(scope, publishId)}`,
     };
   }
   /** Which rooms a pod's sockets are in (for the reaper): field "nsp\nroom\nsid". */

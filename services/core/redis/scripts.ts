@@ -22,7 +22,6 @@ declare module 'ioredis' {
       graceEnd: string,
       nonce: string,
     ): Result<[RoomReapCode, number, string | null, number, string | null], Context>;
-    announceOnce(stream: string, marker: string, ttlMs: number, maxLen: number, ...fields: string[]): Result<string | null, Context>;
     dueSettle(due: string, member: string, score: string): Result<number, Context>;
     // pods
     podHeartbeat(pods: string, pod: string, json: string, registered: string): Result<PodHeartbeatCode, Context>;
@@ -60,6 +59,21 @@ declare module 'ioredis' {
       useDedup: string,
     ): Result<[string, number], Context>;
     inboxAck(acked: string, stream: string, upTo: string, ttlMs: number): Result<string, Context>;
+    // adapter
+    roomPublish(
+      seq: string,
+      stream: string,
+      guard: string,
+      channel: string,
+      maxLen: number,
+      ttlMs: number,
+      body: string,
+      store: '0' | '1',
+      guardKind: '' | 'once' | 'version',
+      ...guardArgs: Array<string | number>
+    ): Result<string | null, Context>;
+    shardBarrier(seq: string, channel: string, token: string): Result<string, Context>;
+    roomRead(stream: string, after: string, to: string, count: number): Result<[number, Array<[string, string[]]>], Context>;
     // outbox
     outboxPublish(stream: string, idem: string, windowMs: number, ...fields: string[]): Result<[string, number], Context>;
     outboxDeadLetter(
@@ -119,7 +133,6 @@ export const SCRIPTS = [
   'room-leave-2',
   'room-park-1',
   'room-reap-2',
-  'announce-once-2',
   'due-settle-1',
   'pod-heartbeat-1',
   'pod-mark-reaped-1',
@@ -128,10 +141,12 @@ export const SCRIPTS = [
   'presence-disconnect-2',
   'presence-finalize-2',
   'presence-settle-1',
-  'presence-announce-2',
   'online-update-1',
   'inbox-append-2',
   'inbox-ack-2',
+  'room-publish-3',
+  'shard-barrier-1',
+  'room-read-1',
   'outbox-publish-2',
   'outbox-dead-letter-2',
 ] as const;

@@ -4,7 +4,8 @@ import type { Engine } from '../engine';
 import type { Logger } from '../platform/logger';
 import type { Metrics } from '../platform/metrics';
 import type { DueParked, Membership, RoomStore } from './store';
-import type { Announcer } from '../adapter';
+import type { Announcer } from '../adapter/announcer';
+import { clientRoom } from '../redis/keys';
 
 /** A sweep pass reads this many due entries at a time... */
 const PAGE = 200;
@@ -71,7 +72,7 @@ async function reapMembership(
   let sent = false;
   if (r.left) {
     const payload = { room: m.room, userId: r.left.userId, timestamp: Date.now() };
-    sent = await announcer.once(`user-left:${m.nsp}|${m.room}|${m.sid}|${r.left.nonce}`, m.nsp, [m.room], 'user-left', payload);
+    sent = await announcer.once(`user-left:${m.nsp}|${m.room}|${m.sid}|${r.left.nonce}`, m.nsp, [clientRoom(m.room)], 'user-left', payload);
     await rooms.settleLeft(m);
   }
   if (r.done) await rooms.forgetPodMembership(pod, m);

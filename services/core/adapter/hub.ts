@@ -1,0 +1,281 @@
+/**
+ * The process side of the sharded adapter: one live link per shard, the room channels each
+ * namespace adapter needs, the process's position vector, barriers, and gap filling when a link
+ * broke. The namespace adapters (sharded-adapter.ts) deliver what it hands them.
+ */
+import { randomBytes } from 'crypto';
+import type { Logger } from '../platform/logger';
+import type { Metrics } from '../platform/metrics';
+import { retryDelay, waitReady, type RedisClient } from '../redis/client';
+import { UnavailableError } from '../platform/errors';
+import { ShardLink, nodeOptions } from './links';
+import { compareIds, formatId, parseId, type EntryId, type Vector } from './offsets';
+import type { Shards } from './shards';
+
+/** What a namespace adapter does with the hub's messages. */
+export interface HubListener {
+  /** A room entry (id `null`: a volatile broadcast) of a room of this namespace, in shard order. */
+  live(room: string, shard: number, id: EntryId | null, body: string): void;
+  /** A control-plane message on one of this namespace's control channels. */
+  control(channel: string, payload: string): void;
+}
+
+/** How long a barrier may take before its link is declared broken. */
+const BARRIER_TIMEOUT_MS = 5000;
+/** A room nobody local is in any more stays subscribed this long (a quick re-join costs nothing). */
+const UNSUBSCRIBE_AFTER_MS = 5000;
+/** Entries one gap fill delivers at most; beyond, the rooms' local sockets are closed to recover. */
+const GAP_FILL_MAX = 20000;
+const PAGE = 500;
+
+interface Sub {
+  refs: number;
+  ready: Promise<void>;
+  timer?: NodeJS.Timeout;
+}
+
+interface Gap {
+  /** Live messages held while the gap is filled (delivered after it, those past the fill). */
+  held: Array<{ channel: string; payload: string }>;
+  filling?: boolean;
+}
+
+export class Hub {
+  readonly processId = randomBytes(8).toString('hex');
+  /** Position vector: the last entry id delivered from each shard. */
+  readonly vector: Vector = new Map();
+  private links: ShardLink[] = [];
+  private subs = new Map<string, Sub>();
+  private listeners = new Map<string, HubListener>();
+  private barriers = new Map<string, { shard: number; resolve(id: EntryId): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
+  private gaps = new Map<number, Gap>();
+  private started = false;
+
+  constructor(
+    readonly shards: Shards,
+    private redis: RedisClient,
+    private url: string,
+    private logger: Logger,
+    private metrics: Metrics,
+    private onGapOverflow: (rooms: Array<{ nsp: string; room: string }>) => void,
+  ) {}
+
+  /** Opens the links (lazily, on the first namespace). */
+  start(): void {
+    if (this.started) return;
+    this.started = true;
+    for (let s = 0; s < this.shards.count; s++) {
+      const link = new ShardLink(
+        s,
+        () => nodeOptions(this.url, this.redis, this.shards.seq(s)),
+        { message: (c, p) => this.onMessage(s, c, p), down: () => this.onDown(s), up: () => void this.onUp(s) },
+        this.logger,
+        `shard-${s}`,
+      );
+      this.links.push(link);
+      link.start();
+      void link.subscribe([this.shards.barrierChannel(s, this.processId)]);
+    }
+  }
+
+  stop(): void {
+    for (const l of this.links) l.stop();
+    for (const b of this.barriers.values()) {
+      clearTimeout(b.timer);
+      b.reject(new Error('adapter closed'));
+    }
+    this.barriers.clear();
+  }
+
+  listen(nsp: string, l: HubListener): void {
+    this.listeners.set(nsp, l);
+  }
+
+  unlisten(nsp: string): void {
+    this.listeners.delete(nsp);
+  }
+
+  /** Resolves once every link is up (bounded): a process starts serving with its live feed in place. */
+  async whenUp(timeoutMs: number): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (!this.links.every((l) => l.isUp)) {
+      if (Date.now() > end) throw new Error(`the live feed is not up after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** True while every link is up (no gap being filled). */
+  healthy(): boolean {
+    return this.started && this.links.every((l) => l.isUp) && this.gaps.size === 0;
+  }
+
+  /** Subscribes a channel (counted); resolves once live (`unavailable` when its link stays down). */
+  ref(channel: string): Promise<void> {
+    let sub = this.subs.get(channel);
+    if (sub) {
+      sub.refs++;
+      clearTimeout(sub.timer);
+      sub.timer = undefined;
+      return sub.ready;
+    }
+    const shard = this.shards.ofName(channel);
+    sub = { refs: 1, ready: this.links[shard].subscribe([channel]) };
+    sub.ready.catch(() => undefined);
+    this.subs.set(channel, sub);
+    return sub.ready;
+  }
+
+  /** Drops one reference; the channel is unsubscribed a little later if nobody took it again. */
+  unref(channel: string): void {
+    const sub = this.subs.get(channel);
+    if (!sub || --sub.refs > 0) return;
+    sub.timer = setTimeout(() => {
+      if (sub.refs > 0 || this.subs.get(channel) !== sub) return;
+      this.subs.delete(channel);
+      this.links[this.shards.ofName(channel)].unsubscribe([channel]);
+    }, UNSUBSCRIBE_AFTER_MS).unref();
+  }
+
+  /** The shard's position once everything published to it so far reached this process. */
+  barrier(shard: number): Promise<EntryId> {
+    const token = randomBytes(6).toString('hex');
+    const channel = this.shards.barrierChannel(shard, this.processId);
+    return new Promise<EntryId>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.barriers.delete(token);
+        reject(new UnavailableError(`the live feed of shard ${shard} did not answer; retry later`));
+        this.links[shard].restart();
+      }, BARRIER_TIMEOUT_MS).unref();
+      this.barriers.set(token, { shard, resolve, reject, timer });
+      this.redis.shardBarrier(this.shards.seq(shard), channel, token).catch((e: Error) => {
+        clearTimeout(timer);
+        this.barriers.delete(token);
+        reject(e);
+      });
+    });
+  }
+
+  private advance(shard: number, id: EntryId): void {
+    const cur = this.vector.get(shard);
+    if (!cur || compareIds(id, cur) > 0) this.vector.set(shard, id);
+  }
+
+  private onMessage(shard: number, channel: string, payload: string): void {
+    if (channel === this.shards.barrierChannel(shard, this.processId)) {
+      const nl = payload.indexOf('\n');
+      return this.onBarrier(shard, payload.slice(0, nl), payload.slice(nl + 1));
+    }
+    const gap = this.gaps.get(shard);
+    if (gap) {
+      gap.held.push({ channel, payload });
+      return;
+    }
+    this.dispatch(shard, channel, payload);
+  }
+
+  private dispatch(shard: number, channel: string, payload: string): void {
+    const nl = payload.indexOf('\n');
+    const head = payload.slice(0, nl);
+    const room = this.shards.parseChannel(channel);
+    if (room) {
+      const id = head ? parseId(head) : null;
+      if (head && !id) return;
+      if (id) {
+        const cur = this.vector.get(shard);
+        if (cur && compareIds(id, cur) <= 0) return; // delivered already (a gap fill overlapped it)
+        this.advance(shard, id);
+        this.metrics.adapterReadLag.observe(Math.max(0, Date.now() - id.ms) / 1000);
+      }
+      this.listeners.get(room.nsp)?.live(room.room, shard, id, payload.slice(nl + 1));
+      return;
+    }
+    const nsp = controlNamespace(channel);
+    if (nsp !== null) this.listeners.get(nsp)?.control(channel, payload);
+  }
+
+  private onBarrier(shard: number, token: string, last: string): void {
+    const b = this.barriers.get(token);
+    const id = parseId(last);
+    if (!b || !id) return;
+    clearTimeout(b.timer);
+    this.barriers.delete(token);
+    // While a gap is filled the position stays where the gap began (onUp moves it).
+    if (!this.gaps.has(shard)) this.advance(shard, id);
+    b.resolve(id);
+  }
+
+  /** The link broke: hold what arrives until the gap is filled (`onUp`). */
+  private onDown(shard: number): void {
+    if (!this.gaps.has(shard)) this.gaps.set(shard, { held: [] });
+    this.metrics.redisErrors.inc({ op: 'adapter_link' });
+  }
+
+  /**
+   * The link is back: every room of the shard subscribed here is read from the position to the
+   * shard's current end (a barrier), merged in id order and delivered, then the messages held
+   * meanwhile (past the fill). Too much to fill: the rooms' local sockets are closed instead, and
+   * recover from their own offsets. A fill that fails (Redis not ready yet) is retried while the
+   * link stays up; the messages stay held until it succeeds.
+   */
+  private async onUp(shard: number): Promise<void> {
+    const gap = this.gaps.get(shard);
+    if (!gap || gap.filling) return;
+    gap.filling = true;
+    try {
+      for (let attempt = 1; this.gaps.get(shard) === gap && this.links[shard].isUp; attempt++) {
+        try {
+          if (this.redis.status !== 'ready') await waitReady(this.redis, 10000);
+          await this.fill(shard);
+          this.gaps.delete(shard);
+          for (const h of gap.held) this.dispatch(shard, h.channel, h.payload);
+          return;
+        } catch (e) {
+          this.logger.debug({ shard, err: (e as Error).message }, 'filling a gap of the live feed failed; retrying');
+          await new Promise((r) => setTimeout(r, retryDelay(attempt)));
+        }
+      }
+    } finally {
+      gap.filling = false;
+    }
+  }
+
+  private async fill(shard: number): Promise<void> {
+    const rooms = [...this.subs.keys()]
+      .map((c) => this.shards.parseChannel(c))
+      .filter((r): r is NonNullable<typeof r> => r?.shard === shard);
+    const since = this.vector.get(shard);
+    const upTo = await this.barrier(shard);
+    const entries = since ? await this.readGap(rooms, since, upTo) : [];
+    if (entries === null) this.onGapOverflow(rooms);
+    else for (const e of entries) this.dispatch(shard, e.channel, e.payload);
+    this.advance(shard, upTo);
+    this.metrics.adapterGapFills.inc();
+  }
+
+  private async readGap(rooms: Array<{ nsp: string; room: string; shard: number }>, since: EntryId, upTo: EntryId) {
+    const out: Array<{ id: EntryId; channel: string; payload: string }> = [];
+    for (const r of rooms) {
+      let from = since;
+      for (;;) {
+        const [, page] = await this.redis.roomRead(this.shards.stream(r.shard, r.nsp, r.room), formatId(from), formatId(upTo), PAGE);
+        for (const [idText, fields] of page) {
+          const id = parseId(idText)!;
+          out.push({ id, channel: this.shards.channel(r.shard, r.nsp, r.room), payload: `${idText}\n${fields[fields.indexOf('m') + 1]}` });
+          from = id;
+        }
+        if (out.length > GAP_FILL_MAX) return null;
+        if (page.length < PAGE) break;
+      }
+    }
+    return out.sort((a, b) => compareIds(a.id, b.id));
+  }
+}
+
+/** Control channels: `{<tag>}:ctl:<nsp>` (public) and `{<tag>}:ctl:<nsp>#<uid>` (one process's responses). */
+export function controlNamespace(channel: string): string | null {
+  const at = channel.indexOf('}:ctl:');
+  if (!channel.startsWith('{') || at < 0) return null;
+  const rest = channel.slice(at + 6);
+  const hash = rest.indexOf('#');
+  return hash < 0 ? rest : rest.slice(0, hash);
+}

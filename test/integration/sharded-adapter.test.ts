@@ -1,0 +1,170 @@
+import Redis from 'ioredis';
+import type { Socket as ClientSocket } from 'socket.io-client';
+import { Shards } from '../../services/core/adapter/shards';
+import { clientRoom } from '../../services/core/redis/keys';
+import { closeClients, connect, metricValue, RunningGateway, startGateways, token, until } from '../helpers/cluster';
+import { startRedis, TestRedis } from '../helpers/redis';
+import { startRedisCluster, TestRedisCluster } from '../helpers/redis-cluster';
+
+// The sharded adapter (docs/ARCHITECTURE.md, "Room traffic"): a pod pays for a room message only
+// when it holds a member of the room; a message to several rooms reaches each recipient once,
+// across pods; a live feed that breaks mid-traffic loses nothing; room traffic spreads over the
+// masters of a Redis Cluster. On a single redis-server and on a 3-master cluster.
+
+jest.setTimeout(90000);
+
+type Env = { REDIS_URL: string; REDIS_CLUSTER?: string };
+
+/** Rooms whose shards differ (so a test covers several shards at once). */
+function roomsOnDistinctShards(prefix: string, shards: number, n: number): string[] {
+  const s = new Shards(prefix, shards);
+  const out: string[] = [];
+  const used = new Set<number>();
+  for (let i = 0; out.length < n; i++) {
+    const room = `room-${i}`;
+    const shard = s.of('/', clientRoom(room));
+    if (used.has(shard)) continue;
+    used.add(shard);
+    out.push(room);
+  }
+  return out;
+}
+
+function tally(s: ClientSocket): Map<string, number> {
+  const seen = new Map<string, number>();
+  s.on('message', (m: { id: string }) => seen.set(m.id, (seen.get(m.id) ?? 0) + 1));
+  return seen;
+}
+
+describe.each([
+  ['a single redis-server', 'single'],
+  ['a 3-master redis cluster', 'cluster'],
+])('the sharded adapter on %s', (_name, kind) => {
+  let redis: TestRedis | undefined;
+  let cluster: TestRedisCluster | undefined;
+  let env: Env;
+  let gws: RunningGateway[];
+  let stop: () => Promise<void>;
+  let prefix: string;
+
+  beforeAll(async () => {
+    if (kind === 'single') {
+      redis = await startRedis();
+      env = { REDIS_URL: redis.url };
+    } else {
+      cluster = await startRedisCluster();
+      env = { REDIS_URL: cluster.url, REDIS_CLUSTER: 'true' };
+    }
+    const started = await startGateways(3, env);
+    gws = started.gateways;
+    stop = started.stop;
+    prefix = gws[0].cfg.keyPrefix;
+  });
+  afterEach(() => closeClients());
+  afterAll(async () => {
+    await stop?.();
+    await redis?.stop();
+    await cluster?.stop();
+  });
+
+  const user = async (name: string, gw: number) => connect(gws[gw].url, { token: await token(name) });
+  const received = (gw: number) => metricValue(gws[gw].metrics, 'realtime_adapter_entries_received_total');
+
+  test('a pod with no member of a room receives nothing for it, while its members get every message', async () => {
+    const a = await user('alice', 0);
+    const b = await user('bob', 1);
+    const outsider = await user('olga', 2); // connected to gateway 2, in no room
+    for (const s of [a, b]) expect(await s.emitWithAck('join-room', 'quiet-pod')).toMatchObject({ ok: true });
+    const seen = tally(b);
+    const before = [await received(0), await received(1), await received(2)];
+    const ids: string[] = [];
+    for (let i = 0; i < 50; i++) ids.push((await a.emitWithAck('message', { roomId: 'quiet-pod', text: `m${i}` })).id);
+    await until(() => ids.every((id) => seen.get(id) === 1), 10000, 'every message at bob');
+    const after = [await received(0), await received(1), await received(2)];
+    // gateway 0 (the sender's, a member) and 1 (a member) received them; gateway 2 nothing
+    expect(after[0] - before[0]).toBeGreaterThanOrEqual(50);
+    expect(after[1] - before[1]).toBeGreaterThanOrEqual(50);
+    expect(after[2] - before[2]).toBe(0);
+    expect(await metricValue(gws[2].metrics, 'realtime_adapter_entries_skipped_total')).toBe(0);
+    expect(outsider.connected).toBe(true);
+  });
+
+  test('a message to rooms on several shards reaches each recipient once, on every pod', async () => {
+    const rooms = roomsOnDistinctShards(prefix, gws[0].cfg.adapterShards, 3);
+    const members = await Promise.all([user('ann', 0), user('ben', 1), user('cat', 2)]);
+    // ann in all three rooms, ben in two, cat in one
+    for (const r of rooms) expect(await members[0].emitWithAck('join-room', r)).toMatchObject({ ok: true });
+    for (const r of rooms.slice(1)) expect(await members[1].emitWithAck('join-room', r)).toMatchObject({ ok: true });
+    expect(await members[2].emitWithAck('join-room', rooms[2])).toMatchObject({ ok: true });
+    const seen = members.map(tally);
+    const sender = await user('sam', 1);
+    const ack = await sender.emitWithAck('message', { roomIds: rooms, text: 'to all three' });
+    expect(ack).toMatchObject({ ok: true });
+    await until(() => seen.every((s) => s.get(ack.id) === 1), 10000, 'the message at every member');
+    await new Promise((r) => setTimeout(r, 300)); // a duplicate would arrive right behind
+    expect(seen.map((s) => s.get(ack.id))).toEqual([1, 1, 1]);
+  });
+
+  test('a live feed cut mid-traffic (its subscriber connections killed) loses nothing acked, and the gap is filled', async () => {
+    const rooms = roomsOnDistinctShards(prefix, gws[0].cfg.adapterShards, 4);
+    const listener = await user('lena', 2);
+    for (const r of rooms) expect(await listener.emitWithAck('join-room', r)).toMatchObject({ ok: true });
+    const seen = tally(listener);
+    const sender = await user('sid', 0);
+    const fillsBefore = await metricValue(gws[2].metrics, 'realtime_adapter_gap_fills_total');
+    const ids: string[] = [];
+    let sending = true;
+    const traffic = (async () => {
+      for (let i = 0; sending && i < 400; i++) {
+        const ack = await sender.emitWithAck('message', { roomId: rooms[i % rooms.length], text: `t${i}` });
+        if (ack.ok) ids.push(ack.id);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    await until(() => ids.length >= 40, 10000, 'traffic flowing');
+    // Kill gateway 2's subscriber connections (named rtg-shard-<n>) on every node, twice.
+    const nodes = kind === 'single' ? [redis!.url] : cluster!.ports.map((p) => `redis://127.0.0.1:${p}`);
+    for (let round = 0; round < 2; round++) {
+      for (const url of nodes) {
+        const r = new Redis(url);
+        const list = String(await r.call('CLIENT', 'LIST', 'TYPE', 'pubsub'));
+        const mine = list.split('\n').filter((l) => / name=rtg-shard-\d+ /.test(l));
+        for (const line of mine) {
+          const id = /id=(\d+)/.exec(line)?.[1];
+          if (id) await r.call('CLIENT', 'KILL', 'ID', id);
+        }
+        r.disconnect();
+      }
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    await until(() => ids.length >= 200, 20000, 'more traffic after the cuts');
+    sending = false;
+    await traffic;
+    await until(() => ids.every((id) => seen.get(id) === 1), 15000, 'every acked message at the listener');
+    expect(ids.filter((id) => (seen.get(id) ?? 0) !== 1)).toEqual([]);
+    expect(await metricValue(gws[2].metrics, 'realtime_adapter_gap_fills_total')).toBeGreaterThan(fillsBefore);
+  });
+
+  test('room traffic spreads over the shards (and, on a cluster, no master takes more than half of it)', async () => {
+    const s = new Shards(prefix, gws[0].cfg.adapterShards);
+    const perShard = new Array<number>(s.count).fill(0);
+    for (let i = 0; i < 2000; i++) perShard[s.of('/', clientRoom(`chat-${i}`))]++;
+    expect(Math.max(...perShard) / 2000).toBeLessThan(2.5 / s.count);
+    if (kind !== 'cluster') return;
+    // Which master owns each shard's slot: the share of rooms per master.
+    const r = new Redis(cluster!.url);
+    const slots = (await r.call('CLUSTER', 'SLOTS')) as Array<[number, number, [string, number]]>;
+    r.disconnect();
+    const calc = (await import('cluster-key-slot')).default;
+    const perMaster = new Map<number, number>();
+    for (let shard = 0; shard < s.count; shard++) {
+      const slot = calc(s.seq(shard));
+      const owner = slots.find(([lo, hi]) => slot >= lo && slot <= hi)![2][1];
+      perMaster.set(owner, (perMaster.get(owner) ?? 0) + perShard[shard]);
+    }
+    const shares = [...perMaster.values()].map((n) => n / 2000);
+    console.log(`room share per master: ${shares.map((x) => `${(x * 100).toFixed(1)}%`).join(', ')}`);
+    expect(perMaster.size).toBe(3);
+    for (const x of shares) expect(x).toBeLessThanOrEqual(0.5);
+  });
+});
