@@ -43,7 +43,7 @@ export interface ClientRecord {
   joins: Array<{ room: string; at: number; sid: string }>;
   joinFailures: Record<string, number>;
   deliveries: Delivery[];
-  /** Highest stream offset seen per session (socket id), any event. */
+  /** Highest stream offset seen per session (socket id), any event (stream-id offsets only; a position vector is opaque). */
   maxOffset: Record<string, string>;
   /** Direct messages (inbox ids) and user publishes (publish ids) received, live or from the inbox replay. */
   directs: Array<{ id: string; at: number; via: 'live' | 'queued' }>;

@@ -19,6 +19,9 @@ import type { ClientRecord, Delivery } from './client';
 //   delivery of a session that ended unrecovered is excused: the client was told it lost its
 //   session. Those excused deliveries are counted by the cause of the session's end.
 
+/** A Redis stream id ("ms-seq"): the offsets of a single-stream adapter, totally ordered. Other offsets (a sharded adapter's position vector) are opaque: only time orders them. */
+export const isStreamId = (o: string | undefined): o is string => o !== undefined && /^\d+-\d+$/.test(o);
+
 /** Compares two stream offsets ("ms-seq"). */
 export function cmpOffset(a: string, b: string): number {
   const [am, as] = a.split('-').map(Number);
@@ -100,7 +103,7 @@ export function sessionsOf(rec: ClientRecord, sentByKey: Map<string, RoomSent>):
       const list = delivered.get(d.key);
       if (list) list.push(d);
       else delivered.set(d.key, [d]);
-      if (d.offset && (!maxOffset || cmpOffset(d.offset, maxOffset) > 0)) maxOffset = d.offset;
+      if (isStreamId(d.offset) && (!maxOffset || cmpOffset(d.offset, maxOffset) > 0)) maxOffset = d.offset;
       const s = sentByKey.get(d.key);
       if (s && s.tSend > maxSentAtDelivered) maxSentAtDelivered = s.tSend;
     }
@@ -132,7 +135,7 @@ export function seenOf(records: ClientRecord[]): Seen {
   const firstAt = new Map<string, number>();
   for (const r of records)
     for (const d of r.deliveries) {
-      if (d.offset) {
+      if (isStreamId(d.offset)) {
         const o = offset.get(d.key);
         if (!o || cmpOffset(d.offset, o) < 0) offset.set(d.key, d.offset);
       }
