@@ -48,7 +48,9 @@ const ROOMS = num('SOAK_ROOMS', 15);
 const ROOM_RATE = num('SOAK_ROOM_RATE', 20);
 const DIRECT_RATE = num('SOAK_DIRECT_RATE', 20);
 const PUBLISH_RATE = num('SOAK_PUBLISH_RATE', 10);
-const HEARTBEAT_MS = num('SOAK_HEARTBEAT_MS', 2000);
+// 3 s: a Redis outage of the soak (1.5-4 s down, plus reconnects) stays under the reap bound (3
+// heartbeats), so pods are not reaped for it and what a disconnect during the outage leaves behind shows.
+const HEARTBEAT_MS = num('SOAK_HEARTBEAT_MS', 3000);
 const GRACE_MS = num('SOAK_GRACE_MS', 1000);
 const PAUSE_MS = num('SOAK_PAUSE_MS', 20000);
 const VISIBILITY_MS = 5000;
