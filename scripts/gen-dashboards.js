@@ -334,9 +334,16 @@ const overview = dashboard(
     ),
     ts(
       'Rate limited by scope',
-      'Client events (`event`, per-socket token bucket) and handshakes (`connect`, per client address) refused by a rate limit, per second.',
+      'Client events (`event`, per-socket token bucket), bytes a socket made the cluster write (`bytes`, SOCKET_WRITE_BYTES_PER_SECOND) and handshakes (`connect`, per client address) refused by a rate limit, per second.',
       'eps',
       [[`sum by (scope) (${rate('realtime_gateway_rate_limited_total')})`, '{{scope}}']],
+      { w: 6 },
+    ),
+    ts(
+      'Per-socket caps reached',
+      'Requests refused `limit_exceeded` per second by cap (`rooms`: MAX_ROOMS_PER_SOCKET, `presence_subscriptions`: MAX_PRESENCE_SUBSCRIPTIONS, `room_ids`: MAX_ROOM_IDS). A steady rate from few sockets is a client bug or an attack; see Security in README.md.',
+      'eps',
+      [[`sum by (limit) (${rate('realtime_gateway_limit_exceeded_total')})`, '{{limit}}']],
       { w: 6 },
     ),
     ts(

@@ -97,6 +97,7 @@ async function startOne(kind: Kind, index: number, opts: ClusterOptions): Promis
       METRICS_PORT: String(metricsPort),
       JWT_SECRET: BENCH_SECRET,
       RATE_LIMIT_EVENTS_PER_SECOND: '0',
+      SOCKET_WRITE_BYTES_PER_SECOND: '0',
       POD_NAME: `${opts.prefix}-${name}`,
       SHUTDOWN_DELAY_MS: '0',
       DRAIN_TIMEOUT_MS: '1000',

@@ -63,7 +63,12 @@ export function createEngine(cfg: Config, logger: Logger, metrics: Metrics, opts
   const keys = new Keys(cfg.keyPrefix);
   // Only a process that writes to sockets (a gateway) measures delivery latency.
   const holdsSockets = opts.holdsSockets !== false;
-  const inboxOpts = { maxLen: cfg.inboxMaxLen, maxAgeMs: cfg.inboxMaxAgeMs, dedupWindowMs: cfg.idempotencyWindowMs };
+  const inboxOpts = {
+    maxLen: cfg.inboxMaxLen,
+    maxBytes: cfg.inboxMaxBytes,
+    maxAgeMs: cfg.inboxMaxAgeMs,
+    dedupWindowMs: cfg.idempotencyWindowMs,
+  };
   return cfg.redisUrl
     ? redisEngine(cfg.redisUrl, cfg, keys, inboxOpts, holdsSockets, logger, metrics)
     : memoryEngine(cfg, keys, inboxOpts, holdsSockets, metrics);

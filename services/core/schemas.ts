@@ -27,7 +27,8 @@ export const streamIdSchema = z.string().regex(/^\d{1,20}-\d{1,20}$/, 'a message
 export const messageSchema = z
   .object({
     roomId: roomIdSchema.optional(),
-    roomIds: z.array(roomIdSchema).min(1).max(50).optional(),
+    // the cap that applies is MAX_ROOM_IDS (limit_exceeded); this bound is the largest it can be set to
+    roomIds: z.array(roomIdSchema).min(1).max(1000).optional(),
     text: z.string().optional(),
     data: z.unknown().optional(),
     exceptSender: z.boolean().optional(),

@@ -1,6 +1,6 @@
 import type { Socket } from 'socket.io';
 import { z } from 'zod';
-import { errorBody, GatewayError } from '../core/platform/errors';
+import { errorBody, GatewayError, LimitError } from '../core/platform/errors';
 import type { Logger } from '../core/platform/logger';
 import type { Metrics } from '../core/platform/metrics';
 import type { GatewayContext } from './context';
@@ -78,6 +78,7 @@ export function invoke(
         logger.error({ event, err: (err as Error)?.stack ?? String(err), sid: socket.id }, 'event handler failed');
       metrics.eventsReceived.inc({ event, outcome: body.error.code });
       metrics.errors.inc({ code: body.error.code });
+      if (err instanceof LimitError) metrics.limitExceeded.inc({ limit: err.limit });
       try {
         ack(body);
       } catch {

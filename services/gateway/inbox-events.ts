@@ -8,8 +8,11 @@ import { directMessageSchema, inboxAckSchema, payloadBytes, streamIdSchema } fro
 import { waitBelow } from './backpressure';
 import type { GatewayContext } from './context';
 import { Handler, parse } from './events';
+import { spendWriteBudget } from './limits';
 
 const BATCH = 100;
+/** Bytes an inbox entry costs beyond its payload: counted against the sender's write budget. */
+const DIRECT_OVERHEAD = 200;
 
 /** Sends every inbox message after the client's position as `queued-messages` batches, oldest first, paced by the socket's buffer. */
 export async function replayInbox(ctx: GatewayContext, socket: Socket): Promise<number> {
@@ -46,9 +49,14 @@ export const inboxHandlers: Record<string, Handler> = {
   async 'direct-message'(ctx, socket, raw) {
     const p = socket.data.principal as Principal;
     const m = parse(directMessageSchema, raw);
-    if (payloadBytes(m.text, m.data) > ctx.cfg.maxMessageBytes)
-      throw new GatewayError('too_large', `text + data exceed ${ctx.cfg.maxMessageBytes} bytes`);
+    const bytes = payloadBytes(m.text, m.data);
+    if (bytes > ctx.cfg.maxMessageBytes) throw new GatewayError('too_large', `text + data exceed ${ctx.cfg.maxMessageBytes} bytes`);
     ctx.requireAvailable();
+    // Inboxes are for users of this namespace: one nobody ever connected as gets nothing written.
+    const [seen] = await ctx.engine.presence.get(socket.nsp.name, [m.toUserId]);
+    if (seen.lastSeen === null)
+      throw new GatewayError('not_found', `user ${JSON.stringify(m.toUserId.slice(0, 64))} never connected to this namespace`);
+    spendWriteBudget(ctx, socket, bytes + DIRECT_OVERHEAD);
     const message: InboxMessage = { kind: 'direct', from: p.userId, text: m.text, data: m.data, timestamp: Date.now() };
     // Durable first: the sender's ack means the message survives the loss of any pod.
     const { id } = await ctx.engine.inbox.append(socket.nsp.name, m.toUserId, message);

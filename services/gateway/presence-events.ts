@@ -5,6 +5,7 @@ import { presenceRoom } from '../core/presence/store';
 import { userIdListSchema } from '../core/schemas';
 import type { GatewayContext } from './context';
 import { Handler, parse } from './events';
+import { checkPresenceCap } from './limits';
 
 /** The ids of a lookup or subscription, each allowed by the token's `presence` claim. */
 function allowedIds(socket: Socket, raw: unknown): string[] {
@@ -31,6 +32,7 @@ export const presenceHandlers: Record<string, Handler> = {
     // Join (and wait until the transitions reach this pod) before reading: a transition in
     // between arrives as an event, never falls in a gap.
     const rooms = ids.map(presenceRoom);
+    checkPresenceCap(ctx, socket, rooms);
     socket.join(rooms);
     await ctx.engine.recovery.joined(socket, rooms);
     return { users: await ctx.engine.presence.get(socket.nsp.name, ids) };

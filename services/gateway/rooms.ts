@@ -7,6 +7,7 @@ import { clientRoom, clientRoomId, isReservedRoom, userRoom } from '../core/redi
 import { PRESENCE_PREFIX } from '../core/presence/store';
 import { messageSchema, payloadBytes, roomIdSchema } from '../core/schemas';
 import { Handler, parse } from './events';
+import { checkRoomCap, checkRoomIdsCap, spendWriteBudget } from './limits';
 import type { GatewayContext } from './context';
 
 /** Checks that the principal may use `room` (syntax, reserved prefixes, `rooms` claim). */
@@ -57,11 +58,15 @@ export async function recordJoin(ctx: GatewayContext, socket: Socket, room: stri
 
 const principal = (socket: Socket) => socket.data.principal as Principal;
 
+/** Bytes a broadcast entry costs beyond its payload (ids, routing, framing): counted against the write budget. */
+const MESSAGE_OVERHEAD = 200;
+
 /** The room and message events of PROTOCOL.md (in `/` and workspace namespaces). */
 export const roomHandlers: Record<string, Handler> = {
   async 'join-room'(ctx, socket, raw) {
     const p = principal(socket);
     const room = checkRoom(p, raw);
+    checkRoomCap(ctx, socket, clientRoom(room));
     ctx.requireAvailable();
     const members = await recordJoin(ctx, socket, room, p.userId);
     socket.join(clientRoom(room));
@@ -88,10 +93,13 @@ export const roomHandlers: Record<string, Handler> = {
     const p = principal(socket);
     const m = parse(messageSchema, raw);
     const rooms = [...new Set(m.roomIds ?? [m.roomId as string])];
+    checkRoomIdsCap(ctx, rooms.length);
     for (const r of rooms) checkRoom(p, r);
-    if (payloadBytes(m.text, m.data) > ctx.cfg.maxMessageBytes)
-      throw new GatewayError('too_large', `text + data exceed ${ctx.cfg.maxMessageBytes} bytes`);
+    const bytes = payloadBytes(m.text, m.data);
+    if (bytes > ctx.cfg.maxMessageBytes) throw new GatewayError('too_large', `text + data exceed ${ctx.cfg.maxMessageBytes} bytes`);
     ctx.requireAvailable();
+    // what this message makes the cluster write: its payload once per target room
+    spendWriteBudget(ctx, socket, (bytes + MESSAGE_OVERHEAD) * rooms.length);
     const id = randomUUID();
     const timestamp = Date.now();
     const base = { id, userId: p.userId, text: m.text, data: m.data, timestamp };

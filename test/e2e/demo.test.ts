@@ -108,8 +108,12 @@ describe('the demo page in headless Chromium through the balancer', () => {
 
       let dm = 'not tried';
       if (!polling) {
-        // A direct message to a user who is offline waits in their inbox.
+        // A direct message to a user who is offline waits in their inbox. (Carol has been here
+        // before: a direct message to a user who never connected answers not_found.)
         const carol = `carol-${tag}`;
+        const ctxFirst = await browser.newContext({ viewport: { width: 1200, height: 640 } });
+        await login(c, ctxFirst, carol, false);
+        await ctxFirst.close();
         await alice.fill('#dmTo', carol);
         await alice.fill('#dmText', 'are you there, carol?');
         await alice.press('#dmText', 'Enter');

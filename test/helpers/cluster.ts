@@ -116,6 +116,21 @@ export function connect(
   });
 }
 
+/**
+ * Makes `userId` known in the namespace at `url` (it connected once and left): a direct message
+ * to a user id that never connected to a namespace answers not_found (PROTOCOL.md).
+ */
+export async function seenOnce(url: string, userId: string, claims: Record<string, unknown> = {}): Promise<void> {
+  const s = await connect(url, { token: await token(userId, claims) });
+  // the connect's presence write is asynchronous: wait until the user shows, then leave
+  await until(
+    async () => ((await s.emitWithAck('get-presence', [userId])) as { users?: Array<{ lastSeen: unknown }> }).users?.[0]?.lastSeen != null,
+    5000,
+    `${userId} seen`,
+  );
+  s.disconnect();
+}
+
 /** A client socket that is not connected yet (to observe connect_error and reconnection). */
 export function client(url: string, auth: Record<string, unknown>, opts: Partial<ManagerOptions & SocketOptions> = {}): ClientSocket {
   const s = ioc(url, { auth, transports: ['websocket'], forceNew: true, ...opts });

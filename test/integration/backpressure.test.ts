@@ -26,6 +26,7 @@ beforeAll(async () => {
     REDIS_KEY_PREFIX: uniquePrefix(),
     POD_NAME: 'bp-gw',
     RATE_LIMIT_EVENTS_PER_SECOND: '0',
+    SOCKET_WRITE_BYTES_PER_SECOND: '0',
     OUTBOUND_BUFFER_SOFT_BYTES: String(SOFT),
     OUTBOUND_BUFFER_MAX_BYTES: String(HARD),
   });

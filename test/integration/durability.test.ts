@@ -2,7 +2,18 @@ import { randomUUID } from 'crypto';
 import http from 'http';
 import Redis from 'ioredis';
 import type { Socket as ClientSocket } from 'socket.io-client';
-import { client, closeClients, collect, GatewayProcess, spawnService, token, uniquePrefix, until, waitFor } from '../helpers/cluster';
+import {
+  client,
+  closeClients,
+  collect,
+  GatewayProcess,
+  seenOnce,
+  spawnService,
+  token,
+  uniquePrefix,
+  until,
+  waitFor,
+} from '../helpers/cluster';
 import { startRedis, TestRedis } from '../helpers/redis';
 import { startProxy, TcpProxy } from '../helpers/tcp-proxy';
 
@@ -157,9 +168,10 @@ test("SIGKILL of the recipient's gateway between the sender's ack and the live d
 
 test('a Redis SIGKILL + restart (AOF) loses no acknowledged direct message and no 202-accepted publish to a user', async () => {
   const prefix = uniquePrefix();
-  const g = await spawn('gateway', prefix, 'g', { RATE_LIMIT_EVENTS_PER_SECOND: '0' });
+  const g = await spawn('gateway', prefix, 'g', { RATE_LIMIT_EVENTS_PER_SECOND: '0', SOCKET_WRITE_BYTES_PER_SECOND: '0' });
   const w = await spawn('worker', prefix, 'w', { WORKER_VISIBILITY_TIMEOUT_MS: '1000' });
   const carol = `carol-${tag()}`;
+  await seenOnce(g.url, carol);
   const tx = await open(g.url, `dan-${tag()}`, { reconnection: true });
 
   const acked = new Set<string>();

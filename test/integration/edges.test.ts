@@ -31,7 +31,7 @@ describe.each([
 
   beforeAll(async () => {
     if (engine === 'redis') redis = await startRedis();
-    const main = await startGateways(n, { REDIS_URL: redis?.url, RATE_LIMIT_EVENTS_PER_SECOND: '0' });
+    const main = await startGateways(n, { REDIS_URL: redis?.url, RATE_LIMIT_EVENTS_PER_SECOND: '0', SOCKET_WRITE_BYTES_PER_SECOND: '0' });
     stops.push(main.stop);
     gws = main.gateways;
     const lim = await startGateways(1, { REDIS_URL: redis?.url, RATE_LIMIT_EVENTS_PER_SECOND: '5', RATE_LIMIT_BURST: '5' });

@@ -8,11 +8,13 @@ import {
   connect,
   metricValue,
   RunningGateway,
+  seenOnce,
   startGateways,
   startWorker,
   token,
   uniquePrefix,
   until,
+  waitFor,
 } from '../helpers/cluster';
 import { startRedis, TestRedis } from '../helpers/redis';
 
@@ -72,7 +74,12 @@ describe.each([
     }
     prefix = uniquePrefix();
     // Rate limits off: these tests send hundreds of messages from one socket on purpose.
-    const c = await startGateways(n, { REDIS_URL: redis?.url, REDIS_KEY_PREFIX: prefix, RATE_LIMIT_EVENTS_PER_SECOND: '0' });
+    const c = await startGateways(n, {
+      REDIS_URL: redis?.url,
+      REDIS_KEY_PREFIX: prefix,
+      RATE_LIMIT_EVENTS_PER_SECOND: '0',
+      SOCKET_WRITE_BYTES_PER_SECOND: '0',
+    });
     urls = c.gateways.map((g) => g.url);
     stop = c.stop;
   });
@@ -91,6 +98,7 @@ describe.each([
   test('an offline user gets every message on connect, oldest first, in batches of 100, until acknowledged', async () => {
     const from = `alice-${tag()}`;
     const to = `bob-${tag()}`;
+    await seenOnce(url(0), to);
     const sender = await user(from, 0);
     const acks: Array<{ id: string; timestamp: number }> = [];
     for (let i = 0; i < 250; i++) {
@@ -142,6 +150,7 @@ describe.each([
   test('user ids as identity providers issue them ("auth0|...", "google-oauth2|..."): direct messages, inbox, presence, rooms', async () => {
     const alice = `auth0|${tag()}`;
     const bob = `google-oauth2|${tag()}`;
+    await seenOnce(url(0), bob);
     const a = await user(alice, 0);
     expect((await a.emitWithAck('join-room', 'idp-room')).ok).toBe(true);
     const id = (await a.emitWithAck('direct-message', { toUserId: bob, text: 'hi' })).id as string;
@@ -162,6 +171,7 @@ describe.each([
 
   test('inbox:ack of an id beyond the newest message stops at the newest: later messages are still replayed', async () => {
     const to = `fran-${tag()}`;
+    await seenOnce(url(0), to);
     const sender = await user(`gus-${tag()}`, 0);
     const rx = await device(url(1), { token: await token(to) });
     await replayed(rx);
@@ -177,6 +187,7 @@ describe.each([
 
   test('a device passing auth.inboxSince gets what it missed after that id, whatever the acknowledged position', async () => {
     const to = `carol-${tag()}`;
+    await seenOnce(url(0), to);
     const sender = await user(`dave-${tag()}`, 0);
     const ids: string[] = [];
     for (let i = 0; i < 5; i++) ids.push((await sender.emitWithAck('direct-message', { toUserId: to, text: `n${i}` })).id);
@@ -204,6 +215,7 @@ describe.each([
   test('a connected recipient gets direct-message live on every socket, on any pod, once', async () => {
     const from = `erin-${tag()}`;
     const to = `frank-${tag()}`;
+    await seenOnce(url(0), to);
     const sender = await user(from, 0);
     const devices = [
       await device(url(0), { token: await token(to) }),
@@ -234,6 +246,7 @@ describe.each([
 
   test('validation answers the PROTOCOL.md codes and writes nothing', async () => {
     const to = `heidi-${tag()}`;
+    await seenOnce(url(0), to);
     const s = await user(`ivan-${tag()}`, 0);
     const code = async (event: string, payload: unknown) =>
       ((await s.emitWithAck(event, payload)) as { ok: boolean; error?: { code: string; message: string } }).error?.code;
@@ -252,16 +265,22 @@ describe.each([
       const res = await s.emitWithAck('inbox:ack', bad);
       expect(res).toEqual({ ok: false, error: { code: 'bad_request', message: expect.any(String) } });
     }
-    // without an ack the event is dropped; the socket keeps working
+    // a user id nobody ever connected as: not_found, nothing written for it
+    const ghost = `ghost-${tag()}`;
+    expect(await code('direct-message', { toUserId: ghost, text: 'to nobody' })).toBe('not_found');
+    if (r) expect(await r.exists(`${prefix}:inbox:{/|${ghost}}`)).toBe(0);
+    // without an ack the event is processed all the same (acks are optional); the socket keeps working
     s.emit('direct-message', { toUserId: to, text: 'no ack' });
-    s.emit('inbox:ack', { upTo: '1-0' });
-    const ok = await s.emitWithAck('direct-message', { toUserId: to, text: 'the only one' });
+    const refused = waitFor(s, 'request-error');
+    s.emit('direct-message', { toUserId: to, text: 5 });
+    expect(await refused).toEqual({ event: 'direct-message', error: { code: 'bad_request', message: expect.any(String) } });
+    const ok = await s.emitWithAck('direct-message', { toUserId: to, text: 'the last one' });
     expect(ok.ok).toBe(true);
     expect(s.connected).toBe(true);
     // nothing of the refused ones reached the inbox
     const d = await device(url(1), { token: await token(to) });
-    expect((await replayed(d)).map((m) => m.text)).toEqual(['the only one']);
-    if (r) expect(await r.xlen(`${prefix}:inbox:{/|${to}}`)).toBe(1);
+    expect((await replayed(d)).map((m) => m.text)).toEqual(['no ack', 'the last one']);
+    if (r) expect(await r.xlen(`${prefix}:inbox:{/|${to}}`)).toBe(2);
   });
 
   test('retention by count: INBOX_MAX_LEN=5 keeps the newest 5', async () => {
@@ -269,6 +288,7 @@ describe.each([
     const c = await startGateways(n, { REDIS_URL: redis?.url, REDIS_KEY_PREFIX: p, RATE_LIMIT_EVENTS_PER_SECOND: '0', INBOX_MAX_LEN: '5' });
     extra.push(c.stop);
     const to = `judy-${tag()}`;
+    await seenOnce(c.gateways[0].url, to);
     const s = await connect(c.gateways[0].url, { token: await token(`ken-${tag()}`) });
     const ids: string[] = [];
     for (let i = 0; i < 20; i++) ids.push((await s.emitWithAck('direct-message', { toUserId: to, text: `r${i}` })).id);
@@ -292,6 +312,7 @@ describe.each([
       trimmer = w.metrics;
     }
     const to = `leo-${tag()}`;
+    await seenOnce(c.gateways[0].url, to);
     const s = await connect(c.gateways[0].url, { token: await token(`mia-${tag()}`) });
     const t0 = Date.now();
     for (let i = 0; i < 3; i++) expect((await s.emitWithAck('direct-message', { toUserId: to, text: `old${i}` })).ok).toBe(true);
@@ -309,6 +330,8 @@ describe.each([
   test('inboxes are per namespace: a workspace inbox never leaks into / or another workspace', async () => {
     const to = `nina-${tag()}`;
     const claims = { workspaces: ['a', 'b'] };
+    await seenOnce(`${url(0)}/workspace-a`, to, claims);
+    await seenOnce(url(0), to, claims);
     const s = await connect(`${url(0)}/workspace-a`, { token: await token(`oscar-${tag()}`, { workspaces: ['a'] }) });
     const ack = await s.emitWithAck('direct-message', { toUserId: to, text: 'in a' });
     expect(ack.ok).toBe(true);

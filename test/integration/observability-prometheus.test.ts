@@ -5,7 +5,18 @@ import os from 'os';
 import path from 'path';
 import Redis from 'ioredis';
 import type { Socket as ClientSocket } from 'socket.io-client';
-import { client, closeClients, connect, GatewayProcess, spawnService, token, uniquePrefix, until, waitFor } from '../helpers/cluster';
+import {
+  client,
+  closeClients,
+  connect,
+  GatewayProcess,
+  seenOnce,
+  spawnService,
+  token,
+  uniquePrefix,
+  until,
+  waitFor,
+} from '../helpers/cluster';
 import { freePort, startRedis, TestRedis, waitPort } from '../helpers/redis';
 import {
   alertGroups,
@@ -263,7 +274,8 @@ async function round(n: number, c: { alice: ClientSocket; bob: ClientSocket; roo
   expect(await erin.emitWithAck('message', { roomId: 'team', text: 'in the workspace' })).toMatchObject({ ok: true });
   erin.disconnect();
 
-  // the offline inbox: a direct message to a user who is away is replayed when they connect
+  // the offline inbox: a direct message to a user who is away (and was here before) is replayed when they connect
+  await seenOnce(b.url, `dave-${n}`);
   expect(await alice.emitWithAck('direct-message', { toUserId: `dave-${n}`, text: 'while you were away' })).toMatchObject({ ok: true });
   const dave = client(b.url, { token: await token(`dave-${n}`) });
   const queued = await waitFor(dave, 'queued-messages', (q: { messages: unknown[] }) => q.messages.length > 0, 10000);

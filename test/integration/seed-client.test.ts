@@ -84,7 +84,11 @@ describe.each([
     alice.emit('join-room', 'bad room!');
     expect(await refusal).toEqual({ event: 'join-room', error: { code: 'bad_request', message: expect.any(String) } });
 
-    // queued messages: a direct message to carol while she is away arrives when she connects
+    // queued messages: a direct message to carol while she is away (she was here once) arrives when she connects
+    const first = seedClient(url(0), 'carol');
+    await waitFor(first, 'connect');
+    await until(async () => (await first.emitWithAck('get-presence', ['carol'])).users[0].status === 'online', 5000, 'carol seen');
+    first.disconnect();
     const carolMissed = new Promise<void>((resolve) =>
       alice.emit('direct-message', { toUserId: 'carol', text: 'while you were away' }, () => resolve()),
     );

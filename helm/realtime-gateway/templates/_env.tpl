@@ -12,6 +12,12 @@ recoveryWindowMs: RECOVERY_WINDOW_MS
 adapterShards: ADAPTER_SHARDS
 adapterRoomHistory: ADAPTER_ROOM_HISTORY
 recoveryMaxRead: RECOVERY_MAX_READ
+maxRoomsPerSocket: MAX_ROOMS_PER_SOCKET
+maxPresenceSubscriptions: MAX_PRESENCE_SUBSCRIPTIONS
+maxRoomIds: MAX_ROOM_IDS
+writeBudgetBytesPerSecond: SOCKET_WRITE_BYTES_PER_SECOND
+writeBurstBytes: SOCKET_WRITE_BURST_BYTES
+inboxMaxBytes: INBOX_MAX_BYTES
 recoveryMaxMissed: RECOVERY_MAX_MISSED
 heartbeatIntervalMs: HEARTBEAT_INTERVAL_MS
 presenceGraceMs: PRESENCE_GRACE_MS

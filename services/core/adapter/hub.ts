@@ -47,9 +47,13 @@ export class Hub {
   private links: ShardLink[] = [];
   private subs = new Map<string, Sub>();
   private listeners = new Map<string, HubListener>();
-  private barriers = new Map<string, { shard: number; resolve(id: EntryId): void; reject(e: Error): void; timer: NodeJS.Timeout }>();
+  private barriers = new Map<
+    string,
+    { shard: number; resolve(id: EntryId): void; reject(e: Error): void; timer: NodeJS.Timeout; onAnswer?: (id: EntryId) => void }
+  >();
   private gaps = new Map<number, Gap>();
   private started = false;
+  private stopped = false;
 
   constructor(
     readonly shards: Shards,
@@ -79,6 +83,7 @@ export class Hub {
   }
 
   stop(): void {
+    this.stopped = true;
     for (const l of this.links) l.stop();
     for (const b of this.barriers.values()) {
       clearTimeout(b.timer);
@@ -136,8 +141,12 @@ export class Hub {
     }, UNSUBSCRIBE_AFTER_MS).unref();
   }
 
-  /** The shard's position once everything published to it so far reached this process. */
-  barrier(shard: number): Promise<EntryId> {
+  /**
+   * The shard's position once everything published to it so far reached this process.
+   * `onAnswer` runs in the very tick the answer arrives, before any message behind it on the link
+   * (a promise's continuation would run only after the rest of that network read).
+   */
+  barrier(shard: number, onAnswer?: (id: EntryId) => void): Promise<EntryId> {
     const token = randomBytes(6).toString('hex');
     const channel = this.shards.barrierChannel(shard, this.processId);
     return new Promise<EntryId>((resolve, reject) => {
@@ -146,7 +155,7 @@ export class Hub {
         reject(new UnavailableError(`the live feed of shard ${shard} did not answer; retry later`));
         this.links[shard].restart();
       }, BARRIER_TIMEOUT_MS).unref();
-      this.barriers.set(token, { shard, resolve, reject, timer });
+      this.barriers.set(token, { shard, resolve, reject, timer, onAnswer });
       this.redis.shardBarrier(this.shards.seq(shard), channel, token).catch((e: Error) => {
         clearTimeout(timer);
         this.barriers.delete(token);
@@ -201,6 +210,7 @@ export class Hub {
     this.barriers.delete(token);
     // While a gap is filled the position stays where the gap began (onUp moves it).
     if (!this.gaps.has(shard)) this.advance(shard, id);
+    b.onAnswer?.(id);
     b.resolve(id);
   }
 
@@ -221,21 +231,22 @@ export class Hub {
     const gap = this.gaps.get(shard);
     if (!gap || gap.filling) return;
     gap.filling = true;
-    try {
-      for (let attempt = 1; this.gaps.get(shard) === gap && this.links[shard].isUp; attempt++) {
-        try {
-          if (this.redis.status !== 'ready') await waitReady(this.redis, 10000);
-          await this.fill(shard);
-          this.gaps.delete(shard);
-          for (const h of gap.held) this.dispatch(shard, h.channel, h.payload);
-          return;
-        } catch (e) {
-          this.logger.debug({ shard, err: (e as Error).message }, 'filling a gap of the live feed failed; retrying');
-          await new Promise((r) => setTimeout(r, retryDelay(attempt)));
-        }
+    // One loop per gap, until it is filled: a link that drops again meanwhile is waited for.
+    for (let attempt = 1; this.gaps.get(shard) === gap && !this.stopped; attempt++) {
+      if (!this.links[shard].isUp) {
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
       }
-    } finally {
-      gap.filling = false;
+      try {
+        if (this.redis.status !== 'ready') await waitReady(this.redis, 10000);
+        await this.fill(shard);
+        this.gaps.delete(shard);
+        for (const h of gap.held) this.dispatch(shard, h.channel, h.payload);
+        return;
+      } catch (e) {
+        this.logger.debug({ shard, err: (e as Error).message }, 'filling a gap of the live feed failed; retrying');
+        await new Promise((r) => setTimeout(r, retryDelay(Math.min(attempt, 6))));
+      }
     }
   }
 

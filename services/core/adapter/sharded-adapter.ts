@@ -128,10 +128,10 @@ export class ShardedAdapter extends ClusterAdapter implements HubListener {
     await withTimeout(subscribed, LIVE_WITHIN_MS, 'the live feed of a room is not up; retry later');
     const needed = new Set(rooms.map((r) => this.shardOf(r)));
     const floors = new Map<number, EntryId>();
-    // Each answer is taken in the tick it arrives: a live entry right after it must already see it.
+    // Each answer is taken in the tick it arrives: a live entry right behind it must already see it.
     await Promise.all(
       [...needed].map((s) =>
-        this.hub.barrier(s).then((id) => {
+        this.hub.barrier(s, (id) => {
           floors.set(s, id);
           onFloor?.(s, id);
         }),

@@ -5,7 +5,9 @@ export class MemoryInbox implements InboxStore {
   private boxes = new Map<
     string,
     {
-      entries: Array<{ id: string; message: InboxMessage }>;
+      entries: Array<{ id: string; message: InboxMessage; size: number }>;
+      /** Sum of the entries' sizes (the byte cap). */
+      bytes: number;
       acked: string | null;
       last?: string;
       dedup: Map<string, { id: string; at: number }>;
@@ -18,7 +20,7 @@ export class MemoryInbox implements InboxStore {
   private box(nsp: string, userId: string) {
     const k = `${nsp}\n${userId}`;
     let b = this.boxes.get(k);
-    if (!b) this.boxes.set(k, (b = { entries: [], acked: null, dedup: new Map() }));
+    if (!b) this.boxes.set(k, (b = { entries: [], bytes: 0, acked: null, dedup: new Map() }));
     return b;
   }
 
@@ -39,9 +41,13 @@ export class MemoryInbox implements InboxStore {
       if (prev && now - prev.at < this.opts.dedupWindowMs) return { id: prev.id, appended: false };
     }
     const id = this.newId();
-    b.entries.push({ id, message: m });
+    const size = JSON.stringify(m).length;
+    b.entries.push({ id, message: m, size });
+    b.bytes += size;
     b.last = id;
-    if (b.entries.length > this.opts.maxLen) b.entries.splice(0, b.entries.length - this.opts.maxLen);
+    // the count and byte caps: the oldest go first, the newest always stays
+    while (b.entries.length > 1 && (b.entries.length > this.opts.maxLen || b.bytes > this.opts.maxBytes))
+      b.bytes -= b.entries.shift()!.size;
     if (publishId) b.dedup.set(publishId, { id, at: now });
     return { id, appended: true };
   }
@@ -62,7 +68,10 @@ export class MemoryInbox implements InboxStore {
   async range(nsp: string, userId: string, after: string, count: number): Promise<Array<{ id: string; message: InboxMessage }>> {
     const b = this.boxes.get(`${nsp}\n${userId}`);
     if (!b) return [];
-    return b.entries.filter((e) => compareIds(e.id, after) > 0).slice(0, count);
+    return b.entries
+      .filter((e) => compareIds(e.id, after) > 0)
+      .slice(0, count)
+      .map((e) => ({ id: e.id, message: e.message }));
   }
 
   async trimByAge(now: number): Promise<number> {
@@ -71,6 +80,7 @@ export class MemoryInbox implements InboxStore {
     for (const b of this.boxes.values()) {
       const before = b.entries.length;
       b.entries = b.entries.filter((e) => compareIds(e.id, min) >= 0);
+      b.bytes = b.entries.reduce((sum, e) => sum + e.size, 0);
       n += before - b.entries.length;
       for (const [k, v] of b.dedup) if (now - v.at >= this.opts.dedupWindowMs) b.dedup.delete(k);
     }

@@ -4,7 +4,9 @@ import type { RedisClient } from '../redis/client';
 import type { Keys } from '../redis/keys';
 import { nextId, type InboxMessage, type InboxOptions, type InboxStore } from './store';
 
-/** Inboxes as Redis streams, one per (namespace, user), trimmed by count on write and by age by the worker. */
+const TRIM_PAGE = 1000;
+
+/** Inboxes as Redis streams, one per (namespace, user), trimmed by count and bytes on write and by age by the worker. */
 export class RedisInbox implements InboxStore {
   constructor(
     private r: RedisClient,
@@ -22,11 +24,13 @@ export class RedisInbox implements InboxStore {
     const [id, appended] = await this.r.inboxAppend(
       k.stream,
       publishId ? k.dedup(publishId) : `${k.stream}:pub:-`,
+      k.bytes,
       JSON.stringify(m),
       this.opts.maxLen,
       this.opts.maxAgeMs,
       this.opts.dedupWindowMs,
       publishId ? '1' : '0',
+      this.opts.maxBytes,
     );
     return { id, appended: appended === 1 };
   }
@@ -72,7 +76,8 @@ export class RedisInbox implements InboxStore {
         ];
         cursor = next;
         for (const k of keys) {
-          trimmed += Number(await this.r.xtrim(k, 'MINID', minId));
+          // in pages, each taking the removed messages' sizes off the inbox's byte count
+          for (let n = TRIM_PAGE; n === TRIM_PAGE;) trimmed += n = await this.r.inboxTrimAge(k, `${k}:bytes`, minId, TRIM_PAGE);
           depth.streams++;
           depth.messages += Number(await this.r.xlen(k));
         }

@@ -16,6 +16,8 @@ export function clientView(id: string, m: InboxMessage): QueuedMessage {
 
 export interface InboxOptions {
   maxLen: number;
+  /** Bytes kept per inbox (the messages' JSON), next to `maxLen`. */
+  maxBytes: number;
   maxAgeMs: number;
   dedupWindowMs: number;
 }

@@ -97,6 +97,9 @@ function gatewayMetrics(r: Registers, pending: Pending) {
       pending,
       'adapterSkipped',
     ),
+    limitExceeded: counter(r, 'gateway_limit_exceeded_total', 'Requests refused limit_exceeded by a per-socket cap, by cap', [
+      'limit',
+    ] as const),
     recoveryRefused: counter(r, 'gateway_recovery_refused_total', 'Recoveries answered with a fresh session, by reason', [
       'reason',
     ] as const),
@@ -178,7 +181,8 @@ export type Metrics = ReturnType<typeof createMetrics>;
 /** Labelled counters start at zero so the first increment after a start shows in rate()/increase(). */
 function zeroLabelledCounters(m: Omit<Metrics, 'pending' | 'registry'>): void {
   for (const code of ERROR_CODES) m.errors.inc({ code }, 0);
-  for (const scope of ['event', 'connect']) m.rateLimited.inc({ scope }, 0);
+  for (const scope of ['event', 'connect', 'bytes']) m.rateLimited.inc({ scope }, 0);
+  for (const limit of ['rooms', 'presence_subscriptions', 'room_ids']) m.limitExceeded.inc({ limit }, 0);
   for (const code of ERROR_CODES) m.requestErrors.inc({ code }, 0);
   for (const reason of [
     'missing_credentials',

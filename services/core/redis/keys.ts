@@ -155,13 +155,14 @@ export class Keys {
     return `${this.prefix}:pod:{${pod}}:sockets`;
   }
   /** Inbox of one user in one namespace: the stream, its acknowledged position, de-duplication keys (by scoped publish id). */
-  inbox(nsp: string, userId: string): { stream: string; acked: string; dedup: (scopedId: string) => string } {
+  inbox(nsp: string, userId: string): { stream: string; acked: string; bytes: string; dedup: (scopedId: string) => string } {
     assert(NSP_RE.test(nsp), 'namespace', nsp);
     assert(USER_ID_RE.test(userId), 'user id', userId);
     const base = `${this.prefix}:inbox:{${nsp}|${userId}}`;
     return {
       stream: base,
       acked: `${base}:acked`,
+      bytes: `${base}:bytes`,
       dedup: (scopedId: string) => {
         assert(SCOPED_PUBLISH_ID_RE.test(scopedId), 'scoped publish id', scopedId);
         return `${base}:pub:${scopedId}`;

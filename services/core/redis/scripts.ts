@@ -52,12 +52,15 @@ declare module 'ioredis' {
     inboxAppend(
       stream: string,
       dedup: string,
+      bytes: string,
       json: string,
       maxLen: number,
       ttlMs: number,
       windowMs: number,
       useDedup: string,
+      maxBytes: number,
     ): Result<[string, number], Context>;
+    inboxTrimAge(stream: string, bytes: string, cutoff: string, count: number): Result<number, Context>;
     inboxAck(acked: string, stream: string, upTo: string, ttlMs: number): Result<string, Context>;
     // adapter
     roomPublish(
@@ -142,7 +145,8 @@ export const SCRIPTS = [
   'presence-finalize-2',
   'presence-settle-1',
   'online-update-1',
-  'inbox-append-2',
+  'inbox-append-3',
+  'inbox-trim-age-2',
   'inbox-ack-2',
   'room-publish-3',
   'shard-barrier-1',
