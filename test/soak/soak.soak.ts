@@ -78,7 +78,9 @@ function log(line: string): void {
   if (logFile) fs.appendFileSync(logFile, text);
 }
 
-const writeJson = (name: string, data: unknown) => fs.writeFileSync(path.join(OUT, name), JSON.stringify(data, null, 2));
+/** Small files indented; the big ones (ledger, lost, timelines, clients) one line, to keep a run folder at a few MB. */
+const writeJson = (name: string, data: unknown, compact = false) =>
+  fs.writeFileSync(path.join(OUT, name), compact ? JSON.stringify(data) : JSON.stringify(data, null, 2));
 
 /** Reads a user's whole inbox back (`inboxSince: '0-0'`) from `queued-messages`, until `more: false`. */
 async function readInbox(c: Cluster, userId: string): Promise<InboxRead> {
@@ -724,7 +726,7 @@ function report(r: ReportInput): { failures: string[] } {
     })),
     rss: r.rssSummary,
   });
-  writeJson('lost.json', { room: room.lost, directs: inbox.lostDirect, notices: inbox.lostNotices });
+  writeJson('lost.json', { room: room.lost, directs: inbox.lostDirect, notices: inbox.lostNotices }, true);
   writeJson('duplicates.json', { room: room.duplicates, inbox: inbox.inboxDuplicates });
   writeJson('reconnects.json', room.unrecovered);
   writeJson('ghosts.json', {
@@ -732,7 +734,7 @@ function report(r: ReportInput): { failures: string[] } {
     membership: { check1: check1.membership, check2: check2.membership },
     memberGhosts,
   });
-  writeJson('ledger.json', r.ledger);
+  writeJson('ledger.json', r.ledger, true);
   // Full timelines (every delivery) of the clients a verdict points at, for diagnosis.
   const suspects = new Set([
     ...room.lost.map((l) => l.client),
@@ -745,6 +747,7 @@ function report(r: ReportInput): { failures: string[] } {
   writeJson(
     'timelines.json',
     r.records.filter((x) => suspects.has(x.label)),
+    true,
   );
   writeJson(
     'clients.json',
@@ -755,6 +758,7 @@ function report(r: ReportInput): { failures: string[] } {
       notices: rec.notices.length,
       engineEvents: rec.engineEvents.length,
     })),
+    true,
   );
   log(`results in ${path.relative(ROOT, OUT)}/ (summary.json, summary.txt, faults.jsonl, rss.csv, logs/, ...)`);
   return { failures };
