@@ -14,6 +14,7 @@ import fs from 'fs';
 import os from 'os';
 import path from 'path';
 import { fanout } from './fanout';
+import { hop } from './hop';
 import { memory } from './memory';
 import { publish } from './publish';
 import { presence } from './presence';
@@ -24,7 +25,7 @@ import { ROOT } from './lib/targets';
 import type { Benchmark, BenchContext, BenchResult, MachineInfo } from './lib/types';
 
 /** Every benchmark, in run order. */
-export const REGISTRY: Benchmark[] = [fanout, memory, publish, presence];
+export const REGISTRY: Benchmark[] = [fanout, memory, publish, presence, hop];
 
 function machine(): MachineInfo {
   const cpus = os.cpus();
@@ -126,7 +127,7 @@ async function main(): Promise<number> {
       try {
         const r = await runBounded(b, ctx);
         const seconds = (Date.now() - t0) / 1000;
-        process.stdout.write(`\n== ${r.title} [${b.name}, ${seconds.toFixed(1)} s] ==\n${sideBySide(r.rows)}\n`);
+        process.stdout.write(`\n== ${r.title} [${b.name}, ${seconds.toFixed(1)} s] ==\n${sideBySide(r.rows, r.columns)}\n`);
         for (const n of r.notes ?? []) process.stdout.write(`  - ${n}\n`);
         if (r.extra) process.stdout.write(`\n${r.extra}\n`);
         results[b.name] = { title: r.title, seconds, params: r.params, table: rowsJson(r.rows), notes: r.notes ?? [], data: r.data };

@@ -296,6 +296,13 @@ const overview = dashboard(
       [[`sum by (status) (${rate('realtime_api_publish_requests_total')})`, '{{status}}']],
       { w: 12 },
     ),
+    ts(
+      'Forwarded Engine.IO requests by kind and outcome',
+      'Long-polling requests and websocket upgrades that reached a gateway other than the one holding their Engine.IO session (no sticky sessions at the balancer, or an affinity cookie naming another pod), per second, by kind and outcome: `ok` forwarded to the owner; `no_owner` the session id names no live pod (answered 400, the client reconnects and recovers); `unreachable` / `timeout` the owner could not be reached or did not answer in FORWARD_TIMEOUT_MS (503); `overloaded` FORWARD_MAX_CONNECTIONS reached (503); `loop` a forwarded request for yet another pod (400, never forwarded twice); `unavailable` the pod registry could not be read; `aborted` the client went away. Cookie affinity at the ingress turns `ok` into zero (it saves the hop).',
+      'reqps',
+      [[`sum by (kind, outcome) (${rate('realtime_gateway_forwarded_requests_total')})`, '{{kind}} {{outcome}}']],
+      { w: 12 },
+    ),
     row('Latency'),
     ts(
       'Event duration p50 / p99 by event',

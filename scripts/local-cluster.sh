@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# The local cluster: Redis (AOF), N gateways, M workers and HAProxy with cookie stickiness
-# (the local stand-in for ingress-nginx cookie affinity), all in the background.
+# The local cluster: Redis (AOF), N gateways, M workers and HAProxy round-robin per request (the
+# local stand-in for the ingress), all in the background. No stickiness by default: a polling
+# request or an upgrade that lands on a gateway other than its session's is forwarded there by the
+# gateways themselves. LB_STICKY=1 adds HAProxy cookie insertion (like ingress-nginx cookie
+# affinity), which saves that hop.
 #   scripts/local-cluster.sh up|down|status|token <user> [roles]
 #   scripts/local-cluster.sh start-one <name>   (re)start one process of a running cluster with the
 #                                               settings `up` used: gateway-<i>, worker-<i>, redis, haproxy
@@ -19,7 +22,7 @@ GATEWAY_BASE_PORT="${GATEWAY_BASE_PORT:-3001}"
 GATEWAY_METRICS_BASE_PORT="${GATEWAY_METRICS_BASE_PORT:-9101}"
 WORKER_BASE_PORT="${WORKER_BASE_PORT:-3101}"
 WORKER_METRICS_BASE_PORT="${WORKER_METRICS_BASE_PORT:-9201}"
-LB_STICKY="${LB_STICKY:-1}"
+LB_STICKY="${LB_STICKY:-0}"
 READY_TIMEOUT="${READY_TIMEOUT:-60}"
 
 log() { printf '%s\n' "$*" >&2; }
@@ -108,6 +111,8 @@ defaults
   retries 3
 frontend public
   bind ${LB_HOST}:${LB_PORT}
+  # Only gateways mark a request as forwarded to the pod holding its session: never a client.
+  http-request del-header x-rtg-forwarded
   default_backend gateways
 backend gateways
   balance roundrobin
@@ -203,6 +208,7 @@ up() {
 
 realtime-gateway local cluster is up
   URL (demo page, Socket.IO, publish API):  http://$LB_HOST:$LB_PORT/
+  balancer: HAProxy round-robin, $(if [ "$LB_STICKY" = 1 ]; then echo "cookie affinity (LB_STICKY=1)"; else echo "no cookies (LB_STICKY=1 adds cookie affinity)"; fi)
   gateways: $GATEWAYS (ports $GATEWAY_BASE_PORT..$((GATEWAY_BASE_PORT + GATEWAYS - 1)), metrics $GATEWAY_METRICS_BASE_PORT..)
   workers:  $WORKERS (ports $WORKER_BASE_PORT.., metrics $WORKER_METRICS_BASE_PORT..)
   redis:    redis://127.0.0.1:$REDIS_PORT (AOF in $RUN_DIR/redis)

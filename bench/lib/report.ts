@@ -48,9 +48,9 @@ function fmt(v: number, digits = 0): string {
   return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 }
 
-/** Renders rows as an aligned text table: metric | gateway | bare | ratio | target. */
-export function sideBySide(rows: Row[]): string {
-  const head = ['metric', 'gateway', 'bare', 'ratio', 'target'];
+/** Renders rows as an aligned text table: metric | gateway | bare | ratio | target (`columns` renames the two value columns). */
+export function sideBySide(rows: Row[], columns: [string, string] = ['gateway', 'bare']): string {
+  const head = ['metric', columns[0], columns[1], 'ratio', 'target'];
   const body = rows.map((r) => {
     const x = ratio(r.gateway, r.bare);
     let target = '';

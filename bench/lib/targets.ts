@@ -25,6 +25,8 @@ export interface ServerHandle {
   name: string;
   url: string;
   port: number;
+  /** The gateway's METRICS_PORT (`/metrics`); bare servers have none. */
+  metricsPort?: number;
   pid: number;
   proc: Managed;
   inspectPort?: number;
@@ -91,8 +93,9 @@ async function startOne(kind: Kind, index: number, opts: ClusterOptions): Promis
     ...opts.env,
   };
   let proc: Managed;
+  let metricsPort: number | undefined;
   if (kind === 'gateway') {
-    const metricsPort = await freePort();
+    metricsPort = await freePort();
     Object.assign(env, {
       METRICS_PORT: String(metricsPort),
       JWT_SECRET: BENCH_SECRET,
@@ -114,7 +117,7 @@ async function startOne(kind: Kind, index: number, opts: ClusterOptions): Promis
     await until(() => proc.output().includes('bare-server ready'), 20000, `${name} ready`, proc);
     await waitPort(port, 5000, proc);
   }
-  const h: ServerHandle = { kind, name, url: `http://127.0.0.1:${port}`, port, pid: proc.pid, proc, inspectPort };
+  const h: ServerHandle = { kind, name, url: `http://127.0.0.1:${port}`, port, metricsPort, pid: proc.pid, proc, inspectPort };
   if (inspectPort) h.inspector = await Inspector.attach(inspectPort);
   return h;
 }

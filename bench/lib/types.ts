@@ -29,6 +29,8 @@ export interface BenchResult {
   params: Record<string, unknown>;
   /** Side-by-side rows: metric | gateway | bare | ratio | target. */
   rows: Row[];
+  /** Headings of the two value columns when they are not `gateway` and `bare` (e.g. two paths of the gateway). */
+  columns?: [string, string];
   /** Lines printed under the table (caveats, warnings). */
   notes?: string[];
   /** Free text printed after the notes (e.g. profile summaries). */

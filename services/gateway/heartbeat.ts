@@ -1,3 +1,4 @@
+import type { PodInfo } from '../core/pods/registry';
 import type { GatewayContext } from './context';
 
 /**
@@ -5,13 +6,17 @@ import type { GatewayContext } from './context';
  * cluster gave this pod up for dead meanwhile (it was paused or cut off), its sockets' state is
  * gone: `onReaped` reconnects them so they register afresh instead of lingering as ghosts.
  */
-export function createHeartbeat(ctx: GatewayContext, onReaped: () => void): () => Promise<void> {
+export function createHeartbeat(
+  ctx: GatewayContext,
+  onReaped: () => void,
+  identity: () => Pick<PodInfo, 'tag' | 'address'> = () => ({}),
+): () => Promise<void> {
   let registered = false;
   return async () => {
     if (!ctx.engine.available()) return;
     try {
       const reaped = await ctx.engine.pods.heartbeat(
-        { id: ctx.cfg.podName, connections: ctx.connections(), lastHeartbeat: Date.now() },
+        { id: ctx.cfg.podName, connections: ctx.connections(), lastHeartbeat: Date.now(), ...identity() },
         registered,
       );
       registered = true;

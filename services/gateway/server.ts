@@ -14,6 +14,7 @@ import { boundOutboundBuffers } from './backpressure';
 import { createContext, type GatewayContext, type GatewayState } from './context';
 import { demoRoutes } from './demo';
 import { createDispatcher, OwedAnswers } from './dispatcher';
+import { createForwarding } from './forwarding';
 import { allSockets, closeAll, drain } from './drain';
 import type { Handler } from './events';
 import { adminCheck, createHandshake, workspaceCheck } from './handshake';
@@ -50,6 +51,9 @@ export function createGateway(
   const io = new Server(httpServer, socketOptions);
   // Only Socket.IO's own websocket upgrades reach engine.io; any other upgrade offer (h2c) is served as HTTP/1.1.
   serveUpgradesAsHttp(httpServer, socketIoUpgrade(socketOptions.path));
+  // Sticky sessions optional: session ids name this pod, and requests for another pod's session are forwarded there.
+  const forwarding = createForwarding(cfg, engine.pods, httpServer, metrics, logger, socketOptions.path);
+  io.engine.generateId = () => forwarding.newId();
   engine.attach(io);
   boundOutboundBuffers(io, cfg.outboundSoftBytes, cfg.outboundMaxBytes, metrics, () =>
     logger.warn('slow consumer cut: outbound buffer above OUTBOUND_BUFFER_MAX_BYTES'),
@@ -89,7 +93,7 @@ export function createGateway(
   const metricsHttp = createHttpServer(cfg, metrics, { handler: router([health, metricsRoute(metrics, ready)], onHttpError) });
 
   const tasks = new PeriodicTasks(logger, metrics);
-  const heartbeat = createHeartbeat(ctx, () => closeAll(io));
+  const heartbeat = createHeartbeat(ctx, () => closeAll(io), forwarding.identity);
   const refreshSessions = () => engine.recovery.refresh(allSockets(io));
   const sweep = async () => {
     await presence.sweep().catch((e) => logger.debug({ err: (e as Error).message }, 'presence sweep failed'));
@@ -108,10 +112,12 @@ export function createGateway(
         .ready()
         .catch((e) => logger.warn({ err: (e as Error).message }, 'starting before Redis is ready; /readyz fails until it is'));
       const port = await listen(httpServer, cfg.port, cfg.host);
-      started = true;
       const p = periods(cfg);
+      // Registered (with the address of its sessions) before it is ready: the others can forward to it from its first client on.
       await tasks.runNow('heartbeat', heartbeat);
+      started = true;
       tasks.every('heartbeat', p.heartbeatMs, heartbeat);
+      tasks.every('pod-directory', p.heartbeatMs, () => forwarding.directory.refresh(), engine.available);
       if (engine.kind === 'redis') tasks.every('session-refresh', p.sessionRefreshMs, refreshSessions);
       tasks.every('presence-sweep', p.sweepMs, sweep, engine.available);
       // On a single node nobody else enforces inbox retention by age (the worker does on Redis).
@@ -123,6 +129,7 @@ export function createGateway(
     async stop() {
       if (state.draining) return;
       await drain({ ctx, state, owed, tasks, httpServer, metricsHttp, refreshSessions });
+      forwarding.forwarder.close();
     },
   };
 }

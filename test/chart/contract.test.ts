@@ -33,6 +33,8 @@ const byEnv = new Map(Object.values(SETTINGS).map((s) => [s.env, s]));
 /** Settings of config.ts that the chart deliberately does not expose, with the reason. */
 const NOT_MAPPED: Record<string, string> = {
   HOST: 'pods must listen on every address of the pod network; the default 0.0.0.0 is the only sensible value',
+  ADVERTISE_ADDRESS:
+    'derived from POD_IP (the downward API) and PORT; set it through gateway.extraEnv when pods are reached at another address',
 };
 
 /** Variables a variant's values add by `extraEnv` (free-form, not settings of config.ts). */
@@ -127,12 +129,17 @@ describe.each(variants().map((v) => [v.name, v.opts] as const))('%s: environment
     }
   });
 
-  test('the Ingress and the HTTPRoute send clients to the gateway http port, stickily', () => {
+  test('the Ingress and the HTTPRoute send clients to the gateway http port, with cookie affinity when asked', () => {
+    const values = effectiveValues(opts);
     const gw = objs.find((o) => o.kind === 'Service' && o.metadata.labels?.['app.kubernetes.io/component'] === 'gateway')!;
     for (const ing of ofKind(objs, 'Ingress')) {
       const a = ing.metadata.annotations!;
-      expect(a['nginx.ingress.kubernetes.io/affinity']).toBe('cookie');
-      expect(a['nginx.ingress.kubernetes.io/session-cookie-name']).toMatch(/^[A-Za-z0-9_-]+$/);
+      if (values.ingress.stickySessions) {
+        expect(a['nginx.ingress.kubernetes.io/affinity']).toBe('cookie');
+        expect(a['nginx.ingress.kubernetes.io/session-cookie-name']).toMatch(/^[A-Za-z0-9_-]+$/);
+      } else {
+        expect(Object.keys(a).filter((k) => /affinity|session-cookie/.test(k))).toEqual([]);
+      }
       expect(Number(a['nginx.ingress.kubernetes.io/proxy-read-timeout'])).toBeGreaterThanOrEqual(3600);
       expect(Number(a['nginx.ingress.kubernetes.io/proxy-send-timeout'])).toBeGreaterThanOrEqual(3600);
       for (const rule of ing.spec.rules)
@@ -143,6 +150,10 @@ describe.each(variants().map((v) => [v.name, v.opts] as const))('%s: environment
         expect(rule.backendRefs).toEqual([{ name: gw.metadata.name, port: gw.spec.ports[0].port }]);
         // Structural check of GEP-1619 session persistence (newer than the @kubernetes-models/gateway-api schema).
         const sp = rule.sessionPersistence;
+        if (!values.httpRoute.sessionPersistence.enabled) {
+          expect(sp).toBeUndefined();
+          continue;
+        }
         expect(sp).toBeDefined();
         expect(sp.type).toBe('Cookie');
         expect(sp.sessionName.length).toBeLessThanOrEqual(128);
@@ -185,10 +196,44 @@ describe.each(variants().map((v) => [v.name, v.opts] as const))('%s: environment
     }
   });
 
+  test('the gateway pods get POD_IP from the downward API (the address their heartbeat advertises); the worker does not', () => {
+    const env = (c: Component) => deployment(objs, c).spec.template.spec.containers[0].env as Array<{ name: string; valueFrom?: any }>;
+    expect(env('gateway').find((e) => e.name === 'POD_IP')?.valueFrom).toEqual({ fieldRef: { fieldPath: 'status.podIP' } });
+    expect(env('worker').find((e) => e.name === 'POD_IP')).toBeUndefined();
+  });
+
+  test('the gateway NetworkPolicy admits the other gateway pods on the http port (forwarded requests), and what httpFrom / metricsFrom say', () => {
+    const values = effectiveValues(opts);
+    const gwPods = deployment(objs, 'gateway').spec.template.metadata.labels;
+    const policies = ofKind(objs, 'NetworkPolicy').filter((p) => selects(p.spec.podSelector, gwPods));
+    if (!values.gateway.networkPolicy.enabled) return expect(policies).toEqual([]);
+    expect(policies).toHaveLength(1);
+    const rules = policies[0].spec.ingress as Array<{
+      from?: Array<{ podSelector?: any; namespaceSelector?: any }>;
+      ports: Array<{ port: string }>;
+    }>;
+    const allowed = (port: string, peer: Record<string, string>) =>
+      rules.some(
+        (r) =>
+          r.ports.some((p) => p.port === port) &&
+          (!r.from || r.from.some((f) => f.podSelector && !f.namespaceSelector && selects(f.podSelector, peer))),
+      );
+    const ctr = deployment(objs, 'gateway').spec.template.spec.containers[0];
+    expect(ctr.ports.map((p: { name: string }) => p.name).sort()).toEqual(['http', 'metrics']);
+    expect(allowed('http', gwPods)).toBe(true);
+    const stranger = { app: 'debug-shell' };
+    expect(allowed('http', stranger)).toBe(values.gateway.networkPolicy.httpFrom.length === 0);
+    expect(allowed('metrics', stranger)).toBe(values.gateway.networkPolicy.metricsFrom.length === 0);
+    expect(allowed('http', { ...gwPods, 'app.kubernetes.io/instance': 'another-release' })).toBe(
+      values.gateway.networkPolicy.httpFrom.length === 0,
+    );
+  });
+
   test('Redis: bundled means a StatefulSet with AOF, reachable only from this release; external means neither', () => {
     const values = effectiveValues(opts);
     const sts = ofKind(objs, 'StatefulSet');
-    const np = ofKind(objs, 'NetworkPolicy');
+    const gwPods = deployment(objs, 'gateway').spec.template.metadata.labels;
+    const np = ofKind(objs, 'NetworkPolicy').filter((p) => !selects(p.spec.podSelector, gwPods));
     if (!values.redis.bundled.enabled) {
       expect(sts).toEqual([]);
       expect(np).toEqual([]);
@@ -330,7 +375,7 @@ describe('value combinations the schema cannot express fail with a message namin
       ['gateway.config.devLogin=true', 'auth.jwt.verification=jwks', 'auth.jwt.jwksUrl=https://i.example/jwks'],
       'devLogin=true needs auth.jwt.verification=secret',
     ],
-    [['ingress.enabled=true', 'ingress.nginx.affinity.enabled=false'], 'breaks long-polling'],
+    [['gateway.config.forwardTimeoutMs=1000'], 'forwardConnectTimeoutMs must not exceed gateway.config.forwardTimeoutMs'],
     [['httpRoute.enabled=true'], 'needs httpRoute.parentRefs'],
     [
       ['gateway.autoscaling.enabled=true', 'gateway.autoscaling.minReplicas=5', 'gateway.autoscaling.maxReplicas=3'],
@@ -340,9 +385,24 @@ describe('value combinations the schema cannot express fail with a message namin
     expect(renderError({ set })).toContain(message);
   });
 
-  test('without polling (websocket only), a non-sticky ingress is accepted', () => {
-    const objs = render({ set: ['ingress.enabled=true', 'ingress.nginx.affinity.enabled=false', 'gateway.config.transports={websocket}'] });
+  test('stickiness is optional: a non-sticky Ingress and HTTPRoute with long-polling and several pods render', () => {
+    const objs = render({
+      set: [
+        'ingress.enabled=true',
+        'ingress.stickySessions=false',
+        'gateway.replicas=5',
+        'httpRoute.enabled=true',
+        'httpRoute.parentRefs[0].name=gw',
+        'httpRoute.sessionPersistence.enabled=false',
+      ],
+    });
     expect(one(objs, 'Ingress').metadata.annotations!['nginx.ingress.kubernetes.io/affinity']).toBeUndefined();
+    expect(one(objs, 'HTTPRoute').spec.rules[0].sessionPersistence).toBeUndefined();
+    expect(containerEnv(objs, deployment(objs, 'gateway')).TRANSPORTS).toBe('polling,websocket');
+  });
+
+  test('the removed ingress.nginx.affinity.enabled fails the schema (ingress.stickySessions replaced it)', () => {
+    expect(renderError({ set: ['ingress.nginx.affinity.enabled=false'] })).toMatch(/enabled/);
   });
 });
 

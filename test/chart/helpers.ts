@@ -183,6 +183,7 @@ export function containerEnv(objs: K8sObject[], dep: K8sObject): Record<string, 
   for (const e of c.env ?? []) {
     if (e.value !== undefined) env[e.name] = String(e.value);
     else if (e.valueFrom?.fieldRef?.fieldPath === 'metadata.name') env[e.name] = `${dep.metadata.name}-5d8f9c7b6-abcde`;
+    else if (e.valueFrom?.fieldRef?.fieldPath === 'status.podIP') env[e.name] = '10.244.1.7';
     else if (e.valueFrom?.secretKeyRef) {
       const ref = e.valueFrom.secretKeyRef;
       const own = objs.find((o) => o.kind === 'Secret' && o.metadata.name === ref.name);

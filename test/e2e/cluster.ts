@@ -8,7 +8,8 @@ import { token as signToken } from '../helpers/cluster';
 import { listenPortCandidate } from '../helpers/redis';
 
 // The e2e harness: the local cluster of `make up` (scripts/local-cluster.sh: Redis with AOF,
-// gateways, workers, HAProxy with cookie stickiness) on free loopback ports with a temporary run
+// gateways, workers, HAProxy; here with cookie stickiness unless `sticky: false`, which is make up's
+// default: round-robin without cookies) on free loopback ports with a temporary run
 // folder, one per test file. With E2E_BASE_URL (+ E2E_JWT_SECRET, E2E_API_KEY) the suite targets
 // that existing cluster instead (scripts/kind-e2e.sh), and tests needing process control skip.
 
@@ -25,7 +26,7 @@ export interface ClusterOptions {
   name: string;
   gateways?: number;
   workers?: number;
-  /** HAProxy cookie stickiness (LB_STICKY); default on. */
+  /** HAProxy cookie stickiness (LB_STICKY); default on here (scenarios pin clients by the cookie), off in `make up`. */
   sticky?: boolean;
   /** Extra environment of every gateway / worker (GATEWAY_ENV / WORKER_ENV). */
   gatewayEnv?: Record<string, string | number>;

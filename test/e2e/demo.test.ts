@@ -1,14 +1,16 @@
 import fs from 'fs';
 import path from 'path';
 import { Browser, BrowserContext, chromium, Page } from 'playwright-core';
-import { Cluster, OUT_DIR, useCluster } from './cluster';
+import { Cluster, OUT_DIR, scrapeGateways, useCluster } from './cluster';
 import { record, summary } from './results';
 
 // The demo page (services/gateway/public/index.html, served at `/`) in headless Chromium
 // (Debian's /usr/bin/chromium driven by playwright-core; never a downloaded browser): two
 // browsers log in by name, join a room and chat through the balancer, once over websocket and
 // once with "force long-polling"; a direct message to a user who is offline arrives when they log
-// in. A screenshot goes to .run/e2e/demo.png.
+// in. A screenshot goes to .run/e2e/demo.png. The balancer is make up's default: round-robin per
+// request without an affinity cookie (the browser's long-polling requests are forwarded by the
+// gateway they reach to the one holding their session).
 
 jest.setTimeout(180000);
 
@@ -61,8 +63,8 @@ const seen = (page: Page, text: string) => page.locator('#log .msg', { hasText: 
 
 const pageErrors: string[] = [];
 
-describe('the demo page in headless Chromium through the balancer', () => {
-  const cluster = useCluster({ name: 'demo', gateways: 3, workers: 1 });
+describe('the demo page in headless Chromium through the balancer (round-robin, no affinity cookie)', () => {
+  const cluster = useCluster({ name: 'demo', gateways: 3, workers: 1, sticky: false });
   let browser: Browser;
   beforeAll(async () => {
     if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install chromium (the suite never downloads a browser)`);
@@ -104,7 +106,8 @@ describe('the demo page in headless Chromium through the balancer', () => {
       } else {
         await alice.locator('#status', { hasText: 'websocket' }).waitFor(WAIT);
       }
-      const gateways = [...(await ctxA.cookies()), ...(await ctxB.cookies())].filter((k) => k.name === 'RTGSRV').map((k) => k.value);
+      const affinityCookies = [...(await ctxA.cookies()), ...(await ctxB.cookies())].filter((k) => k.name === 'RTGSRV').length;
+      const forwarded = c.local ? await scrapeGateways(c, 'realtime_gateway_forwarded_requests_total', (l) => l.outcome === 'ok') : 'n/a';
 
       let dm = 'not tried';
       if (!polling) {
@@ -132,7 +135,8 @@ describe('the demo page in headless Chromium through the balancer', () => {
       }
       record(__filename, `demo page: Chromium, ${label}`, {
         chatRoundTripMs: Date.now() - t0,
-        gateways,
+        affinityCookies,
+        requestsForwardedSoFar: forwarded,
         directMessageToOfflineUser: dm,
         pageErrors: pageErrors.length,
       });

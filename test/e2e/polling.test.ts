@@ -1,11 +1,14 @@
-import { Cluster, describeLocal, useCluster } from './cluster';
+import { Cluster, describeLocal, httpGet, metricSum, scrapeGateways, useCluster } from './cluster';
 import { ask, closeAll, E2EClient, makeClient, request, until } from './clients';
 import { record, summary } from './results';
 
-// Long-polling-only clients need the balancer's stickiness: every HTTP request of one Engine.IO
-// session must reach the gateway that holds it. Node's engine.io-client keeps HAProxy's RTGSRV
-// cookie in its cookie jar when `withCredentials: true`, like a browser. The same flow against a
-// cluster started with LB_STICKY=0 must fail ("Session ID unknown"), proving the test sees it.
+// Long-polling-only clients across 3 gateways, with and without the balancer's stickiness. Every
+// HTTP request of an Engine.IO session must be served by the gateway that holds it: with
+// LB_STICKY=1 HAProxy's RTGSRV cookie (kept by engine.io-client's cookie jar with
+// `withCredentials: true`, like a browser) sends them there; without it (LB_STICKY=0, the default
+// of `make up`: round-robin per request, no cookies) the gateway a request reaches forwards it to
+// the session's gateway (services/gateway/forwarding.ts). Both must lose nothing; the forwarded
+// requests are counted, and stickiness only saves the hop.
 
 jest.setTimeout(120000);
 
@@ -22,6 +25,8 @@ interface FlowResult {
   duplicates: number;
   errors: string[];
   servers: Record<string, number>;
+  /** Sockets each gateway held while the clients were connected (its realtime_gateway_connections). */
+  perGateway: Record<string, number>;
   transports: string[];
   durationMs: number;
 }
@@ -63,6 +68,9 @@ async function pollingFlow(c: Cluster, tag: string, timeoutMs: number): Promise<
   await until(() => members.every(done), timeoutMs, 'every member to receive every message').catch(() => undefined);
   const servers: Record<string, number> = {};
   for (const cl of connected) servers[cl.server() ?? '?'] = (servers[cl.server() ?? '?'] ?? 0) + 1;
+  const perGateway: Record<string, number> = {};
+  for (const [g, url] of Object.entries(c.metricsUrls.gateways))
+    perGateway[g] = metricSum((await httpGet(url)).body, 'realtime_gateway_connections');
   const result: FlowResult = {
     clients: CLIENTS,
     connected: connected.length,
@@ -72,6 +80,7 @@ async function pollingFlow(c: Cluster, tag: string, timeoutMs: number): Promise<
     duplicates: members.reduce((n, cl) => n + [...cl.counts.values()].filter((v) => v > 1).length, 0),
     errors: [...errors],
     servers,
+    perGateway,
     transports: [...new Set(connected.map((cl) => cl.socket.io.engine?.transport?.name ?? 'closed'))],
     durationMs: Date.now() - t0,
   };
@@ -98,16 +107,23 @@ async function rawSession(c: Cluster, withCookie: boolean): Promise<number[]> {
   const get = await request('GET', url, undefined, headers, 5000);
   statuses.push(get.status);
   bodies.push(get.body);
-  if (!withCookie) expect(bodies.some((b) => b.includes('Session ID unknown'))).toBe(true);
+  expect(bodies.some((b) => b.includes('Session ID unknown'))).toBe(false);
   return statuses;
 }
 
-describe('long-polling only, behind the sticky balancer (3 gateways)', () => {
-  const cluster = useCluster({ name: 'polling-sticky', gateways: 3, workers: 1 });
+/** Forwarded polling requests counted by every gateway (0 against an external cluster: no metrics ports). */
+const forwardedOk = (c: Cluster) =>
+  c.local
+    ? scrapeGateways(c, 'realtime_gateway_forwarded_requests_total', (l) => l.kind === 'polling' && l.outcome === 'ok')
+    : Promise.resolve(0);
+
+describe('long-polling only, behind the sticky balancer (LB_STICKY=1, 3 gateways)', () => {
+  const cluster = useCluster({ name: 'polling-sticky', gateways: 3, workers: 1, sticky: true });
   afterAll(() => closeAll());
 
   test('polling-only clients spread over the gateways join, send with acks and receive every message once', async () => {
     const c = cluster();
+    const before = await forwardedOk(c);
     let r = await pollingFlow(c, 'sticky', 15000);
     // An external cluster may be disturbed meanwhile (the kind script deletes pods): one more try.
     if (!c.local && (r.errors.length || r.complete < CLIENTS)) r = await pollingFlow(c, 'sticky-again', 15000);
@@ -119,6 +135,7 @@ describe('long-polling only, behind the sticky balancer (3 gateways)', () => {
       duplicates: r.duplicates,
       errors: r.errors.length,
       gateways: r.servers,
+      forwardedRequests: (await forwardedOk(c)) - before,
       durationMs: r.durationMs,
     });
     expect(r.errors).toEqual([]);
@@ -128,6 +145,8 @@ describe('long-polling only, behind the sticky balancer (3 gateways)', () => {
     expect(r.duplicates).toBe(0);
     expect(r.transports).toEqual(['polling']);
     if (c.local) expect(Object.keys(r.servers).filter((s) => s.startsWith('gw')).length).toBeGreaterThanOrEqual(2);
+    // The cookie kept every request on its session's gateway: nothing had to be forwarded.
+    if (c.local) expect((await forwardedOk(c)) - before).toBe(0);
   });
 
   test('a raw Engine.IO polling session that sends the cookie back stays on its gateway', async () => {
@@ -136,29 +155,48 @@ describe('long-polling only, behind the sticky balancer (3 gateways)', () => {
   });
 });
 
-describeLocal('long-polling only, behind a balancer WITHOUT stickiness (LB_STICKY=0): the same test fails', () => {
+describeLocal('long-polling only, behind a balancer WITHOUT stickiness (LB_STICKY=0, the default of make up): the same flow works', () => {
   const cluster = useCluster({ name: 'polling-unsticky', gateways: 3, workers: 1, sticky: false });
   afterAll(() => {
     closeAll();
     summary(__filename);
   });
 
-  test('the same flow breaks: requests land on gateways that do not know the session', async () => {
-    const r = await pollingFlow(cluster(), 'unsticky', 5000);
-    record(__filename, 'polling: balancer without stickiness (expected to fail)', {
+  test('polling-only clients without cookies spread over the gateways join, send with acks and receive every message once; requests reaching another gateway are forwarded', async () => {
+    const c = cluster();
+    const before = await forwardedOk(c);
+    const r = await pollingFlow(c, 'unsticky', 15000);
+    const forwarded = (await forwardedOk(c)) - before;
+    const refused = await scrapeGateways(
+      c,
+      'realtime_gateway_forwarded_requests_total',
+      (l) => l.outcome !== 'ok' && l.outcome !== 'no_owner' && l.outcome !== 'aborted',
+    );
+    record(__filename, 'polling: round-robin balancer without stickiness, polling-only clients (forwarding)', {
       clients: r.clients,
       connected: r.connected,
+      messagesAcked: r.acked,
       clientsWithEveryMessage: r.complete,
+      duplicates: r.duplicates,
       errors: r.errors.length,
-      sampleErrors: [...new Set(r.errors.map((e) => e.replace(/^\S+ /, '')))].slice(0, 4),
+      socketsPerGateway: r.perGateway,
+      forwardedRequests: forwarded,
+      forwardsRefused: refused,
+      durationMs: r.durationMs,
     });
-    expect(r.errors.length).toBeGreaterThan(0);
-    expect(r.complete).toBeLessThan(CLIENTS);
-    expect(r.errors.some((e) => /connect_error|disconnect/.test(e))).toBe(true);
+    expect(r.errors).toEqual([]);
+    expect(r.connected).toBe(CLIENTS);
+    expect(r.acked).toBe(CLIENTS * PER_CLIENT);
+    expect(r.complete).toBe(CLIENTS);
+    expect(r.duplicates).toBe(0);
+    expect(r.transports).toEqual(['polling']);
+    expect(Object.values(r.perGateway).filter((n) => n > 0).length).toBeGreaterThanOrEqual(2);
+    expect(forwarded).toBeGreaterThan(0);
+    expect(refused).toBe(0);
   });
 
-  test('a raw Engine.IO polling session gets 400 "Session ID unknown" from the other gateways', async () => {
-    const statuses = await rawSession(cluster(), true);
-    expect(statuses.filter((s) => s === 400).length).toBeGreaterThanOrEqual(1);
+  test('a raw Engine.IO polling session without any cookie gets every answer, wherever its requests land', async () => {
+    const statuses = await rawSession(cluster(), false);
+    expect(statuses).toEqual([200, 200, 200, 200]);
   });
 });

@@ -7,6 +7,8 @@ import { record, summary } from './results';
 
 // Cross-language: a python-socketio client (test/e2e/python/client.py) and a socket.io-client
 // (JS) client in one room through the balancer exchange room messages, direct messages and acks.
+// The balancer is make up's default: round-robin per request without cookies, so python's
+// long-polling requests land on any gateway and are forwarded to their session's.
 
 jest.setTimeout(120000);
 
@@ -18,8 +20,8 @@ interface PyLine {
   [k: string]: unknown;
 }
 
-describe('python-socketio and socket.io-client talk through the balancer', () => {
-  const cluster = useCluster({ name: 'python', gateways: 3, workers: 1 });
+describe('python-socketio and socket.io-client talk through the balancer (round-robin, no cookies)', () => {
+  const cluster = useCluster({ name: 'python', gateways: 3, workers: 1, sticky: false });
   beforeAll(() => {
     const r = spawnSync('python3', ['-c', 'import socketio'], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`python-socketio is missing: pip install "python-socketio[client]" (${r.stderr.trim()})`);

@@ -251,6 +251,22 @@ async function stalledPoller(svc: GatewayProcess, userId: string, room: string):
 }
 
 /**
+ * A raw long-polling session opened on `owner` whose requests then reach `other` (a balancer
+ * without stickiness): `other` forwards them (realtime_gateway_forwarded_requests_total, ok); a
+ * made-up session id finds no owner (no_owner, 400).
+ */
+async function forwardedPoller(owner: GatewayProcess, other: GatewayProcess, userId: string): Promise<void> {
+  const open = await request('GET', `${owner.url}/socket.io/?EIO=4&transport=polling`);
+  const sid = JSON.parse(open.body.slice(1)).sid as string;
+  const url = `${other.url}/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(sid)}`;
+  const text = { 'content-type': 'text/plain;charset=UTF-8' };
+  expect(await request('POST', url, `40${JSON.stringify({ token: await token(userId) })}`, text)).toEqual({ status: 200, body: 'ok' });
+  expect((await request('GET', url)).body).toContain('40{"sid"');
+  expect(await request('POST', url, '1', text)).toEqual({ status: 200, body: 'ok' });
+  expect((await request('GET', `${other.url}/socket.io/?EIO=4&transport=polling&sid=made-up`)).status).toBe(400);
+}
+
+/**
  * One round of the everyday traffic, on the clients that stay connected (`alice` on gw-a, `bob`
  * and `spammer` on gw-b, `root` in /admin). Run twice, with a scrape in between: a labelled
  * counter appears at its first increment, so rate() needs a second one to show anything.
@@ -308,6 +324,9 @@ async function round(n: number, c: { alice: ClientSocket; bob: ClientSocket; roo
   // the per-socket event budget of gw-b (burst 10, 5/s)
   const answers = await Promise.all(Array.from({ length: 20 }, () => spammer.emitWithAck('get-room-members', 'lobby')));
   expect(answers.filter((x) => x.error?.code === 'rate_limited').length).toBeGreaterThan(0);
+
+  // a long-polling session whose requests reach the other gateway: forwarded to its owner
+  await forwardedPoller(a, b, `pat-${n}`);
 
   // connection state recovery: carol's transport closes, she reconnects and recovers her session
   const carol = client(

@@ -41,6 +41,9 @@ outboundSoftBytes: OUTBOUND_BUFFER_SOFT_BYTES
 outboundMaxBytes: OUTBOUND_BUFFER_MAX_BYTES
 demoPage: DEMO_PAGE
 devLogin: DEV_LOGIN
+forwardMaxConnections: FORWARD_MAX_CONNECTIONS
+forwardConnectTimeoutMs: FORWARD_CONNECT_TIMEOUT_MS
+forwardTimeoutMs: FORWARD_TIMEOUT_MS
 workerConcurrency: WORKER_CONCURRENCY
 workerVisibilityTimeoutMs: WORKER_VISIBILITY_TIMEOUT_MS
 workerMaxAttempts: WORKER_MAX_ATTEMPTS
@@ -170,6 +173,9 @@ workerMaxAttempts: WORKER_MAX_ATTEMPTS
 {{- if eq (int $v.ports.http) (int $v.ports.metrics) }}
 {{- fail "ports.metrics must differ from ports.http (METRICS_PORT must differ from PORT)" }}
 {{- end }}
+{{- if gt (int64 $v.gateway.config.forwardConnectTimeoutMs) (int64 $v.gateway.config.forwardTimeoutMs) }}
+{{- fail "gateway.config.forwardConnectTimeoutMs must not exceed gateway.config.forwardTimeoutMs (FORWARD_CONNECT_TIMEOUT_MS <= FORWARD_TIMEOUT_MS)" }}
+{{- end }}
 {{- if gt (int64 $v.config.httpHeadersTimeoutMs) (int64 $v.config.httpRequestTimeoutMs) }}
 {{- fail "config.httpHeadersTimeoutMs must not exceed config.httpRequestTimeoutMs (HTTP_HEADERS_TIMEOUT_MS <= HTTP_REQUEST_TIMEOUT_MS)" }}
 {{- end }}
@@ -185,15 +191,6 @@ workerMaxAttempts: WORKER_MAX_ATTEMPTS
 {{- $g := $v.gateway.autoscaling }}
 {{- if and $g.enabled (not $g.targetCPUUtilizationPercentage) (not $g.connectionsPerPod.enabled) }}
 {{- fail "gateway.autoscaling needs a metric: set targetCPUUtilizationPercentage or connectionsPerPod.enabled=true" }}
-{{- end }}
-{{- /* Long-polling sends each request of a session anew: with more than one pod they must stick to one. */}}
-{{- if and (has "polling" $v.gateway.config.transports) (gt (include "realtime-gateway.maxPods" (dict "values" $v.gateway) | int) 1) }}
-{{- if and $v.ingress.enabled (not $v.ingress.nginx.affinity.enabled) }}
-{{- fail "ingress.nginx.affinity.enabled=false with the polling transport and several gateway pods breaks long-polling: enable affinity or set gateway.config.transports=[websocket]" }}
-{{- end }}
-{{- if and $v.httpRoute.enabled (not $v.httpRoute.sessionPersistence.enabled) }}
-{{- fail "httpRoute.sessionPersistence.enabled=false with the polling transport and several gateway pods breaks long-polling: enable it or set gateway.config.transports=[websocket]" }}
-{{- end }}
 {{- end }}
 {{- if and $v.httpRoute.enabled (not $v.httpRoute.parentRefs) }}
 {{- fail "httpRoute.enabled=true needs httpRoute.parentRefs (the Gateway to attach to)" }}

@@ -108,6 +108,13 @@ spec:
               valueFrom:
                 fieldRef:
                   fieldPath: metadata.name
+            {{- if eq .component "gateway" }}
+            # Advertised in the heartbeat: the other gateways forward this pod's Engine.IO requests to <POD_IP>:PORT.
+            - name: POD_IP
+              valueFrom:
+                fieldRef:
+                  fieldPath: status.podIP
+            {{- end }}
             {{- with include "realtime-gateway.secretEnv" $ctx | trim }}
             {{- . | nindent 12 }}
             {{- end }}

@@ -192,6 +192,50 @@ export const settings = {
     services: GW,
     doc: 'Identity of this process in heartbeats, presence and logs',
   } as Setting<string>,
+  podIp: {
+    env: 'POD_IP',
+    def: undefined,
+    defDoc: '`HOST` when it is a concrete address, else `127.0.0.1`',
+    parse: (raw, name) => {
+      if (!/^[A-Za-z0-9.:_-]{1,253}$/.test(raw)) throw new Error(`${name} must be an IP address or a host name, got "${raw}"`);
+      return raw;
+    },
+    services: G,
+    doc: 'Address the other gateways reach this pod at, advertised in its heartbeat as `http://<POD_IP>:<PORT>` (the chart sets the pod IP from the downward API)',
+  } as Setting<string | undefined>,
+  advertiseAddress: {
+    env: 'ADVERTISE_ADDRESS',
+    def: undefined,
+    defDoc: '`http://<POD_IP>:<PORT>`',
+    parse: (raw, name) => {
+      if (!/^http:\/\/[^/?#@\s]+$/.test(raw.replace(/\/$/, '')) || !URL.canParse(raw))
+        throw new Error(`${name} must be an http://host:port URL without a path, got "${raw}"`);
+      return raw.replace(/\/$/, '');
+    },
+    services: G,
+    doc: "URL other gateways forward this pod's Engine.IO requests to, when it is not `http://<POD_IP>:<PORT>` (a port mapping, a sidecar)",
+  } as Setting<string | undefined>,
+  forwardMaxConnections: {
+    env: 'FORWARD_MAX_CONNECTIONS',
+    def: 50000,
+    parse: int(0),
+    services: G,
+    doc: 'Requests and websocket tunnels this pod forwards at once to the pods that hold their Engine.IO sessions (a websocket whose upgrade came through this pod counts for its lifetime); beyond it answers 503 (0 = never forward: only sticky sessions work)',
+  } as Setting<number>,
+  forwardConnectTimeoutMs: {
+    env: 'FORWARD_CONNECT_TIMEOUT_MS',
+    def: 2000,
+    parse: int(50, 60000),
+    services: G,
+    doc: 'Time to reach the owning pod of a forwarded request; beyond it answers 503 (the client reconnects and recovers its session)',
+  } as Setting<number>,
+  forwardTimeoutMs: {
+    env: 'FORWARD_TIMEOUT_MS',
+    def: 60000,
+    parse: int(100, 3600000),
+    services: G,
+    doc: 'Time a forwarded polling request may take until its answer is complete (a long-polling GET waits up to the ping interval, 25 s), or a forwarded websocket upgrade until the owner answers; beyond it answers 503 or cuts',
+  } as Setting<number>,
   logLevel: {
     env: 'LOG_LEVEL',
     def: 'info',
@@ -493,6 +537,7 @@ function crossCheck(cfg: Config, service: 'gateway' | 'worker'): string[] {
   if (cfg.redisCluster && !cfg.redisUrl) p.push('REDIS_CLUSTER=true needs REDIS_URL');
   if (cfg.metricsPort !== 0 && cfg.metricsPort === cfg.port) p.push('METRICS_PORT must differ from PORT');
   if (cfg.httpHeadersTimeoutMs > cfg.httpRequestTimeoutMs) p.push('HTTP_HEADERS_TIMEOUT_MS must not exceed HTTP_REQUEST_TIMEOUT_MS');
+  if (cfg.forwardConnectTimeoutMs > cfg.forwardTimeoutMs) p.push('FORWARD_CONNECT_TIMEOUT_MS must not exceed FORWARD_TIMEOUT_MS');
   for (const k of cfg.apiKeys) if (k.length < 16) p.push('every API_KEYS entry must be at least 16 characters long');
   return p;
 }

@@ -13,6 +13,9 @@ export const REFUSED_REASONS = [
   'unavailable',
 ] as const;
 
+/** How a request for another pod's Engine.IO session ended (services/gateway/forwarding.ts). */
+export const FORWARD_OUTCOMES = ['ok', 'no_owner', 'loop', 'unreachable', 'timeout', 'overloaded', 'unavailable', 'aborted'] as const;
+
 /** Metric name prefix: `<namespace>_<subsystem>_<name>`. */
 export const NS = 'realtime';
 
@@ -104,6 +107,13 @@ function gatewayMetrics(r: Registers, pending: Pending) {
       'reason',
     ] as const),
     recoveryEntriesRead: counter(r, 'gateway_recovery_entries_read_total', 'Room history entries read by session restores'),
+    forwardedRequests: counter(
+      r,
+      'gateway_forwarded_requests_total',
+      'Engine.IO requests whose session another pod holds, by kind (polling, websocket) and outcome (ok: forwarded to the owner)',
+      ['kind', 'outcome'] as const,
+    ),
+    forwardedConnections: gauge(r, 'gateway_forwarded_connections', 'Forwarded requests and websocket tunnels open on this pod now'),
   };
 }
 
@@ -207,6 +217,7 @@ function zeroLabelledCounters(m: Omit<Metrics, 'pending' | 'registry'>): void {
   for (const kind of ['room', 'direct']) m.messagesPublished.inc({ kind }, 0);
   for (const status of ['202', '400', '401', '405', '408', '413', '499', '503']) m.publishRequests.inc({ status }, 0);
   for (const reason of ['max_connections', 'timeout', 'malformed']) m.httpConnectionsClosed.inc({ reason }, 0);
+  for (const kind of ['polling', 'websocket']) for (const outcome of FORWARD_OUTCOMES) m.forwardedRequests.inc({ kind, outcome }, 0);
 }
 /** Low-cardinality label for a namespace name (workspace ids never become labels). */
 export function nsLabel(name: string): string {

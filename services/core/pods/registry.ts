@@ -4,6 +4,10 @@ export interface PodInfo {
   id: string;
   connections: number;
   lastHeartbeat: number;
+  /** The prefix of the Engine.IO session ids this pod hands out (a gateway's, per process). */
+  tag?: string;
+  /** Where the other gateways reach this pod (`http://<ip>:<port>`), to forward a session's requests to it. */
+  address?: string;
   /** Set once a reaper gave the pod up for dead. */
   reaped?: boolean;
 }
