@@ -25,7 +25,7 @@ export function localStats(ctx: GatewayContext): LocalStats {
       for (const r of clientRooms(s)) rooms.add(`${nsp.name}\n${r}`);
     }
   }
-  return { id: ctx.cfg.podName, connections, users: [...users], rooms: [...rooms] };
+  return { id: ctx.pod, connections, users: [...users], rooms: [...rooms] };
 }
 
 /** Disconnects every local socket of a user in every namespace; returns how many. */
@@ -143,6 +143,9 @@ export const adminHandlers: Record<string, Handler> = {
       .map((h) => ({ id: h.id, connections: byId.get(h.id)?.connections ?? h.connections, lastHeartbeat: h.lastHeartbeat }));
     for (const s of all)
       if (!pods.some((p) => p.id === s.id)) pods.push({ id: s.id, connections: s.connections, lastHeartbeat: Date.now() });
+    // Pods are shown by name (POD_NAME); what they register under is their incarnation.
+    const names = new Map(heartbeats.map((h) => [h.id, h.name ?? h.id]));
+    for (const p of pods) p.id = names.get(p.id) ?? p.id.replace(/\.[0-9a-z]+$/, '');
     pods.sort((a, b) => a.id.localeCompare(b.id));
     const users = new Set(all.flatMap((s) => s.users));
     const rooms = new Set(all.flatMap((s) => s.rooms));

@@ -9,6 +9,12 @@ import type { Presence } from '../core/presence/presence';
 /** What the gateway's modules share: configuration, engine, telemetry, and the pod's own state. */
 export interface GatewayContext {
   cfg: Config;
+  /**
+   * This process's incarnation: its pod name and a start id. Everything the pod registers
+   * (heartbeat, sockets, memberships) carries it, so a restart under the same name (what
+   * Kubernetes does after a crash) is another pod to the cluster, and reaps its predecessor.
+   */
+  pod: string;
   logger: Logger;
   metrics: Metrics;
   engine: Engine;

@@ -85,9 +85,9 @@ async function handOverMemberships({ ctx }: DrainParts, deadline: number): Promi
   const { engine, cfg, logger, metrics } = ctx;
   if (engine.kind !== 'redis') return;
   try {
-    await reapPod(engine, ctx.io, cfg.podName, { waitUntil: deadline, logger, metrics });
-    await ctx.presence.reapPod(cfg.podName, Date.now() + cfg.presenceGraceMs);
-    await engine.pods.removePod(cfg.podName);
+    await reapPod(engine, ctx.io, ctx.pod, { waitUntil: deadline, logger, metrics });
+    await ctx.presence.reapPod(ctx.pod, Date.now() + cfg.presenceGraceMs);
+    await engine.pods.removePod(ctx.pod);
   } catch (e) {
     logger.warn({ err: (e as Error).message }, 'could not clean up memberships at shutdown; the reaper will');
   }

@@ -16,7 +16,7 @@ export function createHeartbeat(
     if (!ctx.engine.available()) return;
     try {
       const reaped = await ctx.engine.pods.heartbeat(
-        { id: ctx.cfg.podName, connections: ctx.connections(), lastHeartbeat: Date.now(), ...identity() },
+        { id: ctx.pod, name: ctx.cfg.podName, connections: ctx.connections(), lastHeartbeat: Date.now(), ...identity() },
         registered,
       );
       registered = true;

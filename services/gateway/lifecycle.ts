@@ -30,6 +30,14 @@ type WithTimer = { [EXPIRY]?: NodeJS.Timeout };
 export const REVOKED = Symbol('revoked');
 
 /**
+ * A socket whose session was recovered on this same pod while it still looked connected (a
+ * long-polling or half-open connection not timed out yet): the new socket has its id, so the old
+ * one goes without touching presence, rooms or the session, which are the new one's now.
+ */
+export const SUPERSEDED = Symbol('superseded');
+type Flags = { [SUPERSEDED]?: boolean };
+
+/**
  * Token expiry is enforced on open connections: at `exp` the transport closes (recoverably); the
  * client reconnects with its `auth` (a function returning a fresh token) and recovers.
  */
@@ -51,7 +59,7 @@ function resumed(ctx: GatewayContext, socket: Socket, p: Principal): void {
   if (revoked.length) {
     const quiet = revoked.map((r) => clientRoomId(r)).filter((r): r is string => r !== undefined);
     for (const room of quiet)
-      ctx.track(ctx.engine.rooms.roomLeave(socket.nsp.name, room, socket.id, ctx.cfg.podName), 'leaving a revoked room', socket.id);
+      ctx.track(ctx.engine.rooms.roomLeave(socket.nsp.name, room, socket.id, ctx.pod), 'leaving a revoked room', socket.id);
     ctx.track(ctx.engine.recovery.left(socket, revoked), 'dropping revoked rooms from the session', socket.id);
     socket.emit('rooms-revoked', {
       rooms: quiet,
@@ -88,7 +96,7 @@ export function createLifecycle(ctx: GatewayContext, state: GatewayState, dispat
     metrics.disconnects.inc({ nsp: label, reason });
     // While draining, memberships stay for the pod that recovers the socket; leftovers are reaped at the end.
     clearTimeout((socket as unknown as WithTimer)[EXPIRY]);
-    if (state.draining || socket.nsp.name === '/admin') return;
+    if (state.draining || socket.nsp.name === '/admin' || (socket as unknown as Flags)[SUPERSEDED]) return;
     const userId = (socket.data.principal as Principal).userId;
     // A client that left on purpose ends its session; a dropped one may come back within the window.
     ctx.track(
@@ -103,7 +111,7 @@ export function createLifecycle(ctx: GatewayContext, state: GatewayState, dispat
       // The connection dropped and may come back (recovered) within the grace period, like
       // presence: the memberships stay, parked, so the rooms see no user-left/user-joined blip.
       ctx.track(
-        ctx.engine.rooms.parkRooms(socket.nsp.name, socket.id, cfg.podName, rooms, Date.now() + cfg.presenceGraceMs),
+        ctx.engine.rooms.parkRooms(socket.nsp.name, socket.id, ctx.pod, rooms, Date.now() + cfg.presenceGraceMs),
         'parking memberships on disconnect',
         socket.id,
       );

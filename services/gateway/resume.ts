@@ -2,7 +2,7 @@ import path from 'path';
 import type { Namespace, Server, Socket } from 'socket.io';
 import type { Principal } from '../core/auth/auth';
 import type { GatewayContext } from './context';
-import { REVOKED } from './lifecycle';
+import { REVOKED, SUPERSEDED } from './lifecycle';
 import { allowedRoom } from './rooms';
 import { requireMethods } from './socketio-internals';
 
@@ -42,6 +42,13 @@ export function installResume(io: Server, ctx: GatewayContext, verify: (auth: Re
       if (typeof r === 'string') {
         ctx.metrics.recoveryRefused.inc({ reason: r });
         return fresh();
+      }
+      // The same socket still connected here (its old connection not timed out yet): it goes first,
+      // quietly, or its disconnect would later remove the recovered socket's id from everything.
+      const zombie = nsp.sockets.get(r.session.sid);
+      if (zombie) {
+        (zombie as unknown as { [SUPERSEDED]?: boolean })[SUPERSEDED] = true;
+        zombie.disconnect(true);
       }
       const socket = new SocketClass(nsp, client, auth, r.session);
       // Live broadcasts that arrived during the restore, past what it read: right after the missed packets.

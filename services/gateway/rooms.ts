@@ -1,5 +1,5 @@
 import { randomUUID } from 'crypto';
-import type { Socket } from 'socket.io';
+import type { Namespace, Socket } from 'socket.io';
 import { mayJoinRoom, mayReadPresence, Principal } from '../core/auth/auth';
 import { broadcast } from '../core/adapter/broadcast';
 import { GatewayError } from '../core/platform/errors';
@@ -44,13 +44,18 @@ export function allowedRoom(p: Principal): (name: string) => boolean {
 
 /** Announces `user-left` when a membership change removed the user's last socket. */
 export async function announceLeave(ctx: GatewayContext, socket: Socket, room: string, userId: string): Promise<void> {
-  const change = await ctx.engine.rooms.roomLeave(socket.nsp.name, room, socket.id, ctx.cfg.podName);
-  if (change.changed) await broadcast(socket.nsp, { rooms: [clientRoom(room)] }, 'user-left', { room, userId, timestamp: Date.now() });
+  await leaveAndAnnounce(ctx, socket.nsp, socket.id, room, userId);
+}
+
+/** Removes socket `sid`'s membership of `room` recorded on this pod; `user-left` when it was the user's last socket. */
+export async function leaveAndAnnounce(ctx: GatewayContext, nsp: Namespace, sid: string, room: string, userId: string): Promise<void> {
+  const change = await ctx.engine.rooms.roomLeave(nsp.name, room, sid, ctx.pod);
+  if (change.changed) await broadcast(nsp, { rooms: [clientRoom(room)] }, 'user-left', { room, userId, timestamp: Date.now() });
 }
 
 /** Records a (re-)joined room in the store and announces `user-joined` for the user's first socket. */
 export async function recordJoin(ctx: GatewayContext, socket: Socket, room: string, userId: string): Promise<number> {
-  const change = await ctx.engine.rooms.roomJoin(socket.nsp.name, room, socket.id, userId, ctx.cfg.podName);
+  const change = await ctx.engine.rooms.roomJoin(socket.nsp.name, room, socket.id, userId, ctx.pod);
   if (change.changed)
     await broadcast(socket.nsp, { rooms: [clientRoom(room)], except: [socket.id] }, 'user-joined', { room, userId, timestamp: Date.now() });
   return change.members;

@@ -1,6 +1,8 @@
 import type http from 'http';
 import { Server } from 'socket.io';
 import { createEngine } from '../core/engine';
+import { reapPredecessors } from '../core/pods/reap';
+import { incarnation } from '../core/pods/registry';
 import type { Config } from '../core/platform/config';
 import { createHttpServer, healthRoute, listen, metricsRoute, router, serveUpgradesAsHttp, socketIoUpgrade } from '../core/platform/http';
 import type { Logger } from '../core/platform/logger';
@@ -22,6 +24,7 @@ import { createHeartbeat } from './heartbeat';
 import { inboxHandlers } from './inbox-events';
 import { createLifecycle } from './lifecycle';
 import { presenceHandlers } from './presence-events';
+import { reconcile } from './reconcile';
 import { installResume } from './resume';
 import { roomHandlers } from './rooms';
 import { socketServerOptions } from './socket-options';
@@ -58,9 +61,10 @@ export function createGateway(
   boundOutboundBuffers(io, cfg.outboundSoftBytes, cfg.outboundMaxBytes, metrics, () =>
     logger.warn('slow consumer cut: outbound buffer above OUTBOUND_BUFFER_MAX_BYTES'),
   );
-  const presence = new Presence(engine.presence, io, { pod: cfg.podName, graceMs: cfg.presenceGraceMs, logger, metrics });
+  const pod = incarnation(cfg.podName);
+  const presence = new Presence(engine.presence, io, { pod, graceMs: cfg.presenceGraceMs, logger, metrics });
   const state: GatewayState = { draining: false, connections: 0, inflight: new Set() };
-  const ctx = createContext({ cfg, logger, metrics, engine, io, presence }, state);
+  const ctx = createContext({ cfg, pod, logger, metrics, engine, io, presence }, state);
 
   const owed = new OwedAnswers();
   const dispatcher = createDispatcher(ctx, owed);
@@ -113,12 +117,20 @@ export function createGateway(
         .catch((e) => logger.warn({ err: (e as Error).message }, 'starting before Redis is ready; /readyz fails until it is'));
       const port = await listen(httpServer, cfg.port, cfg.host);
       const p = periods(cfg);
+      // A predecessor under this pod name (a restarted container) is dead: its state goes now.
+      if (engine.kind === 'redis')
+        await tasks.runNow('reap-predecessors', () => reapPredecessors({ engine, io, presence, cfg, logger, metrics }, pod));
       // Registered (with the address of its sessions) before it is ready: the others can forward to it from its first client on.
       await tasks.runNow('heartbeat', heartbeat);
       started = true;
       tasks.every('heartbeat', p.heartbeatMs, heartbeat);
       tasks.every('pod-directory', p.heartbeatMs, () => forwarding.directory.refresh(), engine.available);
-      if (engine.kind === 'redis') tasks.every('session-refresh', p.sessionRefreshMs, refreshSessions);
+      if (engine.kind === 'redis') {
+        tasks.every('session-refresh', p.sessionRefreshMs, refreshSessions);
+        tasks.every('reconcile', p.reconcileMs, () => reconcile(ctx), engine.available);
+        // After every Redis reconnect: what failed while it was down is set right.
+        engine.redis?.on('ready', () => void tasks.runNow('reconcile', () => reconcile(ctx)));
+      }
       tasks.every('presence-sweep', p.sweepMs, sweep, engine.available);
       // On a single node nobody else enforces inbox retention by age (the worker does on Redis).
       if (engine.kind === 'memory')

@@ -1,10 +1,4 @@
-import type { Server } from 'socket.io';
-import type { Engine } from '../core/engine';
-import type { Config } from '../core/platform/config';
-import type { Logger } from '../core/platform/logger';
-import type { Metrics } from '../core/platform/metrics';
-import type { Presence } from '../core/presence/presence';
-import { reapPod } from '../core/rooms/reaper';
+import { reapDeadPod, type ReapDeps } from '../core/pods/reap';
 
 /**
  * One reaper pass: a gateway silent for 3 heartbeat intervals is marked reaped (so it cannot
@@ -13,15 +7,8 @@ import { reapPod } from '../core/rooms/reaper';
  * another worker, and the transitions are announced once because the scripts decide them once.
  * Returns the sockets and memberships removed.
  */
-export async function reapSilentPods(deps: {
-  engine: Engine;
-  io: Server;
-  presence: Presence;
-  cfg: Config;
-  logger: Logger;
-  metrics: Metrics;
-}): Promise<number> {
-  const { engine, io, presence, cfg, logger, metrics } = deps;
+export async function reapSilentPods(deps: ReapDeps): Promise<number> {
+  const { engine, cfg, metrics } = deps;
   if (!engine.available()) return 0;
   const pods = await engine.pods.pods();
   const now = Date.now();
@@ -35,12 +22,7 @@ export async function reapSilentPods(deps: {
       oldest = Math.max(oldest, age);
       continue;
     }
-    // Offline is due a grace period after the moment the pod was known dead.
-    const deadline = Math.max(now, lastHeartbeat + silentFor + cfg.presenceGraceMs);
-    n += await reapPod(engine, io, p.id, { logger, metrics });
-    n += await presence.reapPod(p.id, deadline);
-    await engine.pods.forgetPod(p.id);
-    logger.info({ pod: p.id, lastHeartbeat }, 'reaped a silent gateway pod');
+    n += await reapDeadPod(deps, p.id, lastHeartbeat);
   }
   metrics.heartbeatAge.set(oldest / 1000);
   return n;

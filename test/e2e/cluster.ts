@@ -48,6 +48,8 @@ export interface Cluster {
   apiKey: string;
   /** False for an external cluster (E2E_BASE_URL): no process control, no metrics ports. */
   local: boolean;
+  /** The cluster's Redis (local clusters only). */
+  redisUrl?: string;
   runDir?: string;
   gateways: ProcName[];
   workers: ProcName[];
@@ -328,6 +330,7 @@ function localCluster(
   const cluster: Cluster = {
     name: opts.name,
     baseUrl: `http://127.0.0.1:${ports.LB_PORT}`,
+    redisUrl: `redis://127.0.0.1:${ports.REDIS_PORT}`,
     jwtSecret: '',
     apiKey: '',
     local: true,

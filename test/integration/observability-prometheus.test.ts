@@ -321,6 +321,13 @@ async function round(n: number, c: { alice: ClientSocket; bob: ClientSocket; roo
     message: 'forbidden',
   });
 
+  // a per-socket cap: more roomIds than MAX_ROOM_IDS (16)
+  const many = Array.from({ length: 17 }, (_, i) => `cap-${i}`);
+  expect(await alice.emitWithAck('message', { roomIds: many, text: 'too many rooms' })).toMatchObject({
+    ok: false,
+    error: { code: 'limit_exceeded' },
+  });
+
   // the per-socket event budget of gw-b (burst 10, 5/s)
   const answers = await Promise.all(Array.from({ length: 20 }, () => spammer.emitWithAck('get-room-members', 'lobby')));
   expect(answers.filter((x) => x.error?.code === 'rate_limited').length).toBeGreaterThan(0);

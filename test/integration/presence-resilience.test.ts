@@ -54,6 +54,9 @@ describe.each([
   let backend: Backend;
   let prefix: string;
   let r: Redis | Cluster;
+  /** KEYS on every master (a cluster's KEYS answers for one node). */
+  const keysAll = async (pattern: string) =>
+    (await Promise.all((r instanceof Cluster ? r.nodes('master') : [r]).map((n) => n.keys(pattern)))).flat();
 
   beforeAll(async () => {
     if (isCluster) {
@@ -189,8 +192,9 @@ describe.each([
     const p = await watcher.w.emitWithAck('get-presence', [...ids, 'stayer']);
     expect(p.users.filter((u: any) => u.status === 'online').map((u: any) => u.userId)).toEqual(['stayer']);
     // the dead pod's socket index is gone, and so is its heartbeat entry
-    expect(await r.hlen(`${prefix}:pod:{${prefix}-gw2}:sockets`)).toBe(0);
-    await until(async () => !(await r.hexists(`${prefix}:pods`, `${prefix}-gw2`)), 5000, 'dead pod forgotten');
+    for (const k of await keysAll(`${prefix}:pod:{${prefix}-gw2.*}:sockets`)) expect(await r.hlen(k)).toBe(0);
+    // (the registry holds incarnations, `<POD_NAME>.<start id>`)
+    await until(async () => !(await r.hkeys(`${prefix}:pods`)).some((k) => k.startsWith(`${prefix}-gw2.`)), 5000, 'dead pod forgotten');
     await until(async () => (await onlineGauge(wk[0])) === 2, 5000, 'worker counts 2 users online');
   });
 
@@ -215,7 +219,7 @@ describe.each([
     expect(worst).toBeLessThanOrEqual(REAP_BOUND + MARGIN);
     expect((await members(watcher.w, 'paused')).members).toEqual([{ userId: 'watcher-paused', sockets: 1 }]);
     expect(socks.every((s) => s.connected)).toBe(true);
-    await until(async () => !(await r.hexists(`${prefix}:pods`, `${prefix}-gw1`)), 5000, 'paused pod forgotten');
+    await until(async () => !(await r.hkeys(`${prefix}:pods`)).some((k) => k.startsWith(`${prefix}-gw1.`)), 5000, 'paused pod forgotten');
 
     const closed = gone.map((id) => waitFor(byId.get(id)!, 'disconnect', () => true, 10000));
     const reconnected = live.map((id) => waitFor(byId.get(id)!, 'connect', () => true, 15000));
@@ -248,7 +252,9 @@ describe.each([
       ),
     );
     // the resumed pod indexes only the sockets it really holds
-    const held = await r.hgetall(`${prefix}:pod:{${prefix}-gw1}:sockets`);
+    // (pods register under their incarnation, `<POD_NAME>.<start id>`)
+    const [podKey] = await keysAll(`${prefix}:pod:{${prefix}-gw1.*}:sockets`);
+    const held = podKey ? await r.hgetall(podKey) : {};
     expect(Object.values(held).sort()).toEqual([...live].sort());
     expect(gone.every((id) => !byId.get(id)!.connected)).toBe(true);
     expect(live.every((id) => byId.get(id)!.connected)).toBe(true);
@@ -304,7 +310,7 @@ describe.each([
       expect((await members(watcher.w, 'crowd')).members).toEqual([{ userId: 'watcher-crowd', sockets: 1 }]);
       const p = await watcher.w.emitWithAck('get-presence', ids);
       expect(p.users.every((u: any) => u.status === 'offline')).toBe(true);
-      expect(await r.hlen(`${prefix}:pod:{${prefix}-gw1}:sockets`)).toBe(0);
+      for (const k of await keysAll(`${prefix}:pod:{${prefix}-gw1.*}:sockets`)) expect(await r.hlen(k)).toBe(0);
       expect(alive(next)).toBe(true);
     },
   );

@@ -82,8 +82,24 @@ describe('PeriodicTasks', () => {
 describe('periods', () => {
   test('derives every period from the settings, within bounds', () => {
     const p = periods({ heartbeatIntervalMs: 5000, recoveryWindowMs: 120000, presenceGraceMs: 5000, inboxMaxAgeMs: 7 * 24 * 3600 * 1000 });
-    expect(p).toEqual({ heartbeatMs: 5000, sessionRefreshMs: 40000, sweepMs: 500, inboxTrimMs: 60000, reapMs: 1000, gaugesMs: 2000 });
+    expect(p).toEqual({
+      heartbeatMs: 5000,
+      sessionRefreshMs: 40000,
+      sweepMs: 500,
+      inboxTrimMs: 60000,
+      reapMs: 1000,
+      gaugesMs: 2000,
+      reconcileMs: 30000,
+    });
     const fast = periods({ heartbeatIntervalMs: 100, recoveryWindowMs: 0, presenceGraceMs: 0, inboxMaxAgeMs: 1000 });
-    expect(fast).toEqual({ heartbeatMs: 100, sessionRefreshMs: 1000, sweepMs: 50, inboxTrimMs: 1000, reapMs: 100, gaugesMs: 2000 });
+    expect(fast).toEqual({
+      heartbeatMs: 100,
+      sessionRefreshMs: 1000,
+      sweepMs: 50,
+      inboxTrimMs: 1000,
+      reapMs: 100,
+      gaugesMs: 2000,
+      reconcileMs: 30000,
+    });
   });
 });

@@ -218,6 +218,7 @@ export class Hub {
   private onDown(shard: number): void {
     if (!this.gaps.has(shard)) this.gaps.set(shard, { held: [] });
     this.metrics.redisErrors.inc({ op: 'adapter_link' });
+    this.logger.debug({ shard, at: this.vector.get(shard) }, 'live feed of a shard down; holding it until the gap is filled');
   }
 
   /**
@@ -261,6 +262,10 @@ export class Hub {
     else for (const e of entries) this.dispatch(shard, e.channel, e.payload);
     this.advance(shard, upTo);
     this.metrics.adapterGapFills.inc();
+    this.logger.info(
+      { shard, rooms: rooms.length, filled: entries?.length ?? 'overflow', since, upTo, held: this.gaps.get(shard)?.held.length },
+      'gap of a live feed filled',
+    );
   }
 
   private async readGap(rooms: Array<{ nsp: string; room: string; shard: number }>, since: EntryId, upTo: EntryId) {

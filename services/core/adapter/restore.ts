@@ -19,7 +19,7 @@ import type { SessionStore, StoredSession } from './sessions';
 import type { RestoreBuffer, ShardedAdapter } from './sharded-adapter';
 import { NSP_ROOM } from './shards';
 import { bodyData, parseBody } from './wire';
-import type { RedisClient } from '../redis/client';
+import { waitReady, type RedisClient } from '../redis/client';
 
 export interface RestoreLimits {
   windowMs: number;
@@ -44,6 +44,8 @@ export interface Restored {
 }
 
 const PAGE = 500;
+/** How long a restore waits for Redis to be reachable again before it gives a fresh session. */
+const REDIS_WAIT_MS = 10_000;
 const PID = /^[A-Za-z0-9_-]{1,64}$/;
 
 class Refused extends Error {
@@ -76,6 +78,8 @@ export async function restore(
   if (Date.now() - at > limits.windowMs) return 'expired';
   let stored: StoredSession | null;
   try {
+    // Redis restarting: the reconnecting client waits (bounded) rather than losing its session.
+    if (deps.redis.status !== 'ready') await waitReady(deps.redis, REDIS_WAIT_MS);
     stored = await deps.sessions.read(pid);
   } catch {
     return 'unavailable';

@@ -18,6 +18,8 @@ export function periods(cfg: Pick<Config, 'heartbeatIntervalMs' | 'recoveryWindo
     reapMs: clamp(cfg.heartbeatIntervalMs / 2, 100, 1000),
     /** Worker queue gauges. */
     gaugesMs: 2000,
+    /** A gateway's reconciliation of what Redis holds for it with its sockets (also after every Redis reconnect). */
+    reconcileMs: 30000,
   };
 }
 

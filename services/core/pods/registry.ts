@@ -1,7 +1,10 @@
 /** Which gateway pods are alive: their heartbeats. The in-memory and Redis engines implement it identically. */
 
 export interface PodInfo {
+  /** The pod's incarnation (its name and a start id): what it registers everything under. */
   id: string;
+  /** The pod's name (POD_NAME); a later incarnation under the same name knows this one is dead. */
+  name?: string;
   connections: number;
   lastHeartbeat: number;
   /** The prefix of the Engine.IO session ids this pod hands out (a gateway's, per process). */
@@ -22,4 +25,11 @@ export interface PodRegistry {
   forgetPod(pod: string): Promise<void>;
   /** Removes a pod's entry (its own, at the end of a graceful shutdown). */
   removePod(pod: string): Promise<void>;
+}
+
+/** A new incarnation of pod `name`: its name and a start id, unique per process start. */
+export function incarnation(name: string): string {
+  return `${name}.${Date.now().toString(36)}${Math.floor(Math.random() * 36 ** 4)
+    .toString(36)
+    .padStart(4, '0')}`;
 }

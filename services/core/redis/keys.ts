@@ -66,6 +66,9 @@ export function clientRoomId(name: string): string | undefined {
   return name.startsWith('r:') ? name.slice(2) : undefined;
 }
 
+/** A pod's incarnation: its name (1-253 of [A-Za-z0-9_.-]) and a start id. */
+const POD_RE = /^[A-Za-z0-9_.-]{1,300}$/;
+
 /** Session ids (`pid`) as Socket.IO makes them (base64id): checked before they become keys. */
 export const PID_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -151,7 +154,7 @@ export class Keys {
   }
   /** Sockets a pod holds, for the reaper: field "nsp\nsid" -> userId. */
   podSockets(pod: string): string {
-    assert(/^[A-Za-z0-9_.-]{1,253}$/.test(pod), 'pod name', pod);
+    assert(POD_RE.test(pod), 'pod name', pod);
     return `${this.prefix}:pod:{${pod}}:sockets`;
   }
   /** Inbox of one user in one namespace: the stream, its acknowledged position, de-duplication keys (by scoped publish id). */
@@ -184,7 +187,7 @@ export class Keys {
   }
   /** Which rooms a pod's sockets are in (for the reaper): field "nsp\nroom\nsid". */
   podRooms(pod: string): string {
-    assert(/^[A-Za-z0-9_.-]{1,253}$/.test(pod), 'pod name', pod);
+    assert(POD_RE.test(pod), 'pod name', pod);
     return `${this.prefix}:pod:{${pod}}:rooms`;
   }
 }

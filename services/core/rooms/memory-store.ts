@@ -82,6 +82,14 @@ export class MemoryRoomStore implements RoomStore {
     return this.rooms.get(`${m.nsp}\n${m.room}`)?.sockets.get(m.sid)?.pod ?? null;
   }
 
+  async memberUser(m: Membership): Promise<string | null> {
+    return this.rooms.get(`${m.nsp}\n${m.room}`)?.sockets.get(m.sid)?.userId ?? null;
+  }
+
+  async parkedUntil(m: Membership): Promise<number | null> {
+    return this.rooms.get(`${m.nsp}\n${m.room}`)?.sockets.get(m.sid)?.parkedUntil ?? null;
+  }
+
   async reap(pod: string, m: Membership, graceEnd: number | null, nonce: string): Promise<Reaped> {
     const member = this.rooms.get(`${m.nsp}\n${m.room}`)?.sockets.get(m.sid);
     if (!member || member.pod !== pod) return { done: true };

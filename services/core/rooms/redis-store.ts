@@ -63,6 +63,16 @@ export class RedisRoomStore implements RoomStore {
     return v === null ? null : v.slice(v.indexOf('\n') + 1);
   }
 
+  async memberUser(m: Membership): Promise<string | null> {
+    const v = await this.run(() => this.r.hget(this.keys.room(m.nsp, m.room).sockets, m.sid));
+    return v === null ? null : v.slice(0, v.indexOf('\n'));
+  }
+
+  async parkedUntil(m: Membership): Promise<number | null> {
+    const v = await this.run(() => this.r.hget(this.keys.room(m.nsp, m.room).sockets, `~parked:${m.sid}`));
+    return v === null ? null : Number(v);
+  }
+
   async reap(pod: string, m: Membership, graceEnd: number | null, nonce: string): Promise<Reaped> {
     const k = this.keys.room(m.nsp, m.room);
     const [code, , userId, done, noted] = await this.run(() =>

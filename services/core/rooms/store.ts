@@ -58,6 +58,10 @@ export interface RoomStore {
   podMemberships(pod: string): Promise<Membership[]>;
   /** The pod a membership is recorded on now, or null when the socket is not in the room. */
   socketPod(m: Membership): Promise<string | null>;
+  /** The user of a membership, or null when the socket is not in the room. */
+  memberUser(m: Membership): Promise<string | null>;
+  /** The end of a membership's grace period while it is parked (parkRooms), else null. */
+  parkedUntil(m: Membership): Promise<number | null>;
   /**
    * Removes a membership recorded on `pod` that no pod will remove any more: unconditionally
    * (`graceEnd` null: a dead pod), or only while parked with a grace period ending by `graceEnd`.

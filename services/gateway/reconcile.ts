@@ -1,0 +1,80 @@
+import type { Socket } from 'socket.io';
+import type { Principal } from '../core/auth/auth';
+import { clientRoom } from '../core/redis/keys';
+import type { Membership } from '../core/rooms/store';
+import type { GatewayContext } from './context';
+import { allSockets } from './drain';
+import { clientRooms, leaveAndAnnounce, recordJoin } from './rooms';
+
+/** What one pass changed, by kind. */
+export interface Reconciled {
+  connected: number;
+  disconnected: number;
+  joined: number;
+  left: number;
+}
+
+/**
+ * Local truth wins after an outage (ARCHITECTURE.md rule 12): writes that failed while Redis was
+ * down are not forgotten. What Redis holds for this incarnation (sockets in presence, room
+ * memberships) is compared with the sockets and rooms the pod really has, in both directions, and
+ * the difference applied through the usual transitions, so each resulting online/offline or
+ * user-joined/user-left is announced once (the scripts decide it once). Memberships parked for a
+ * dropped connection's grace period, or taken over by another pod, are left to their owners.
+ * Every step is idempotent: a pass racing a connect or a leave changes nothing twice.
+ */
+export async function reconcile(ctx: GatewayContext): Promise<Reconciled> {
+  const out: Reconciled = { connected: 0, disconnected: 0, joined: 0, left: 0 };
+  if (ctx.engine.kind !== 'redis' || ctx.draining()) return out;
+  const local = new Map<string, Socket>();
+  for (const s of allSockets(ctx.io)) if (s.nsp.name !== '/admin' && s.data.principal) local.set(`${s.nsp.name}\n${s.id}`, s);
+  await reconcilePresence(ctx, local, out);
+  await reconcileRooms(ctx, local, out);
+  if (out.connected || out.disconnected || out.joined || out.left)
+    ctx.logger.info(out, 'reconciled what Redis holds for this pod with its sockets');
+  return out;
+}
+
+async function reconcilePresence(ctx: GatewayContext, local: Map<string, Socket>, out: Reconciled): Promise<void> {
+  const registered = await ctx.engine.presence.podSockets(ctx.pod);
+  const known = new Set(registered.map((r) => `${r.nsp}\n${r.sid}`));
+  for (const [k, s] of local) {
+    if (known.has(k) || !s.connected) continue;
+    await ctx.presence.connected(s.nsp.name, (s.data.principal as Principal).userId, s.id);
+    out.connected++;
+  }
+  for (const r of registered) {
+    if (local.has(`${r.nsp}\n${r.sid}`)) continue;
+    await ctx.presence.disconnected(r.nsp, r.userId, r.sid, ctx.pod);
+    out.disconnected++;
+  }
+}
+
+async function reconcileRooms(ctx: GatewayContext, local: Map<string, Socket>, out: Reconciled): Promise<void> {
+  const rooms = ctx.engine.rooms;
+  const recorded = await rooms.podMemberships(ctx.pod);
+  const key = (m: Membership) => `${m.nsp}\n${m.room}\n${m.sid}`;
+  const have = new Set(recorded.map(key));
+  for (const s of local.values()) {
+    if (!s.connected) continue;
+    for (const room of clientRooms(s)) {
+      if (have.has(key({ nsp: s.nsp.name, room, sid: s.id }))) continue;
+      await recordJoin(ctx, s, room, (s.data.principal as Principal).userId);
+      out.joined++;
+    }
+  }
+  for (const m of recorded) {
+    const s = local.get(`${m.nsp}\n${m.sid}`);
+    if (s && s.rooms.has(clientRoom(m.room))) continue;
+    const at = await rooms.socketPod(m);
+    if (at !== ctx.pod) {
+      if (at !== null) await rooms.forgetPodMembership(ctx.pod, m); // recovered on another pod
+      continue;
+    }
+    if ((await rooms.parkedUntil(m)) !== null) continue; // in its grace period: the sweep decides
+    const userId = await rooms.memberUser(m);
+    if (!userId) continue;
+    await leaveAndAnnounce(ctx, ctx.io.of(m.nsp), m.sid, m.room, userId);
+    out.left++;
+  }
+}
