@@ -6,7 +6,6 @@ import {
   connect,
   GatewayProcess,
   spawnService,
-  startGateways,
   token,
   uniquePrefix,
   until,
