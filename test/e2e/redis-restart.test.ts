@@ -110,6 +110,19 @@ describeLocal('Redis restarted under load', () => {
       'messages after the restart at every client',
     ).catch(() => undefined);
     const lostAfter = clients.reduce((n, cl) => n + after.filter((a) => !cl.counts.has(a.id)).length, 0);
+    if (lostAfter)
+      console.log(
+        'room messages lost after the restart, by client',
+        JSON.stringify(
+          clients.map((cl, i) => ({
+            i,
+            transport: cl.socket.io.engine?.transport?.name,
+            lost: after.filter((a) => !cl.counts.has(a.id)).length,
+            connects: cl.connects,
+            disconnects: cl.disconnects,
+          })),
+        ),
+      );
     const beforeKill = traffic.acked.filter((a) => a.at < tKill);
     const lostBefore = clients.reduce((n, cl) => n + beforeKill.filter((a) => !cl.counts.has(a.id)).length, 0);
 

@@ -1,16 +1,6 @@
 import Redis from 'ioredis';
 import type { Socket as ClientSocket } from 'socket.io-client';
-import {
-  client,
-  closeClients,
-  connect,
-  GatewayProcess,
-  spawnService,
-  token,
-  uniquePrefix,
-  until,
-  waitFor,
-} from '../helpers/cluster';
+import { client, closeClients, connect, GatewayProcess, spawnService, token, uniquePrefix, until, waitFor } from '../helpers/cluster';
 import { startRedis, TestRedis } from '../helpers/redis';
 import { startProxy, TcpProxy } from '../helpers/tcp-proxy';
 
