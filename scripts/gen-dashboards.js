@@ -303,6 +303,27 @@ const overview = dashboard(
       [[`sum by (kind, outcome) (${rate('realtime_gateway_forwarded_requests_total')})`, '{{kind}} {{outcome}}']],
       { w: 12 },
     ),
+    ts(
+      'Rebalancing: connections per pod and the fair share',
+      "Connected sockets per gateway pod against the fair share (realtime_gateway_rebalance_fair_share: the cluster's connections over the pods taking them, as the pods see it from the heartbeats). A pod more than REBALANCE_TOLERANCE_PERCENT above it, or one that far below it, makes the pods above it move connections (recoverable closes, at most REBALANCE_RATE_PERCENT per second) until they are down to it. A new pod staying flat at 0 while the others shed means the balancer does not route to it (rebalancing then pauses).",
+      'short',
+      [
+        [`sum by (pod) (realtime_gateway_connections${sel()})`, '{{pod}}'],
+        [`max(realtime_gateway_rebalance_fair_share${sel()})`, 'fair share'],
+      ],
+      { w: 12 },
+    ),
+    ts(
+      'Rebalancing moves per pod',
+      'Connections closed per second to move them to lighter pods (realtime_gateway_rebalance_closes_total), new sessions a pod above its fair share started on a lighter pod instead of itself (steered, forwarded), and handshakes carrying the affinity cookie turned away so the balancer picks another pod (REBALANCE_AFFINITY_COOKIE). Zero while the pods are within the tolerance of the fair share.',
+      'cps',
+      [
+        [`sum by (pod) (${rate('realtime_gateway_rebalance_closes_total')})`, 'closes {{pod}}'],
+        [`sum by (pod) (${rate('realtime_gateway_rebalance_steered_handshakes_total')})`, 'steered {{pod}}'],
+        [`sum by (pod) (${rate('realtime_gateway_rebalance_affinity_refusals_total')})`, 'affinity refusals {{pod}}'],
+      ],
+      { w: 12 },
+    ),
     row('Latency'),
     ts(
       'Event duration p50 / p99 by event',

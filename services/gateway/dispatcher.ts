@@ -14,6 +14,8 @@ const BUCKET = Symbol('bucket');
 export class OwedAnswers {
   private owed = new WeakMap<object, number>();
   private moving = false;
+  /** Connections to close as soon as they owe nothing (a batch of a paced drain, a rebalancing). */
+  private marked = new WeakSet<object>();
 
   /** Counts an answer owed on the socket's connection; returns what to call once it went out. */
   begin(socket: Socket): () => void {
@@ -22,7 +24,7 @@ export class OwedAnswers {
     return () => {
       const n = (this.owed.get(conn) ?? 1) - 1;
       this.owed.set(conn, n);
-      if (this.moving && n === 0) closeConnection(socket);
+      if ((this.moving || this.marked.has(conn)) && n === 0) closeConnection(socket);
     };
   }
 
@@ -34,6 +36,12 @@ export class OwedAnswers {
   /** From now on a connection is closed as soon as it owes nothing. */
   startMoving(): void {
     this.moving = true;
+  }
+
+  /** Moves one connection: closes it now, or as soon as it answered what it owes (the client reconnects elsewhere and recovers). */
+  move(socket: Socket): void {
+    if (this.owes(socket)) this.marked.add(socket.client);
+    else closeConnection(socket);
   }
 }
 

@@ -156,6 +156,23 @@ export class Forwarder {
     return true;
   }
 
+  /**
+   * Serves a new session's polling handshake (no `sid`) on the pod tagged `tag` instead of here
+   * (rebalancing: this pod is above its fair share, that one below it); here after all when that
+   * pod is unknown, unreachable or the forwards are at their bound. Counted as a polling forward.
+   */
+  handshake(tag: string, req: http.IncomingMessage, res: http.ServerResponse, local: () => void): void {
+    const t = this.opts.maxConnections > 0 ? this.dir.peek(tag) : undefined;
+    if (!t || this.active >= this.opts.maxConnections) return local();
+    let fellBack = false;
+    const here = () => {
+      if (fellBack || res.headersSent) return;
+      fellBack = true;
+      local();
+    };
+    this.proxy(req, res, t, { refuse: here, gone: here, unreachable: here });
+  }
+
   /** Ends every forwarded request and tunnel (shutdown). */
   close(): void {
     for (const c of [...this.open]) c.destroy();

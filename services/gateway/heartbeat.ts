@@ -2,14 +2,15 @@ import type { PodInfo } from '../core/pods/registry';
 import type { GatewayContext } from './context';
 
 /**
- * The pod's heartbeat (its entry in the pod registry, with its connection count). When the
+ * The pod's heartbeat (its entry in the pod registry, with its connection count, readiness and
+ * whether it drains: what the others share the load by, services/gateway/rebalance.ts). When the
  * cluster gave this pod up for dead meanwhile (it was paused or cut off), its sockets' state is
  * gone: `onReaped` reconnects them so they register afresh instead of lingering as ghosts.
  */
 export function createHeartbeat(
   ctx: GatewayContext,
   onReaped: () => void,
-  identity: () => Pick<PodInfo, 'tag' | 'address'> = () => ({}),
+  identity: () => Pick<PodInfo, 'tag' | 'address' | 'ready' | 'draining'> = () => ({}),
 ): () => Promise<void> {
   let registered = false;
   return async () => {

@@ -17,13 +17,15 @@ import { createContext, type GatewayContext, type GatewayState } from './context
 import { demoRoutes } from './demo';
 import { createDispatcher, OwedAnswers } from './dispatcher';
 import { createForwarding } from './forwarding';
-import { allSockets, closeAll, drain } from './drain';
+import { allSockets, closeAll } from './connections';
+import { drain, installSessionGate } from './drain';
 import type { Handler } from './events';
 import { adminCheck, createHandshake, workspaceCheck } from './handshake';
 import { createHeartbeat } from './heartbeat';
 import { inboxHandlers } from './inbox-events';
 import { createLifecycle } from './lifecycle';
 import { presenceHandlers } from './presence-events';
+import { wireRebalancing } from './rebalance';
 import { reconcile } from './reconcile';
 import { installResume } from './resume';
 import { roomHandlers } from './rooms';
@@ -97,7 +99,10 @@ export function createGateway(
   const metricsHttp = createHttpServer(cfg, metrics, { handler: router([health, metricsRoute(metrics, ready)], onHttpError) });
 
   const tasks = new PeriodicTasks(logger, metrics);
-  const heartbeat = createHeartbeat(ctx, () => closeAll(io), forwarding.identity);
+  const identity = () => ({ ...forwarding.identity(), ready: ready(), draining: state.draining });
+  const heartbeat = createHeartbeat(ctx, () => closeAll(io), identity);
+  const rebalancing = wireRebalancing(ctx, owed, httpServer, socketOptions.path, forwarding.forwarder);
+  const closeGate = installSessionGate(httpServer, socketOptions.path);
   const refreshSessions = () => engine.recovery.refresh(allSockets(io));
   const sweep = async () => {
     await presence.sweep().catch((e) => logger.debug({ err: (e as Error).message }, 'presence sweep failed'));
@@ -123,7 +128,9 @@ export function createGateway(
       // Registered (with the address of its sessions) before it is ready: the others can forward to it from its first client on.
       await tasks.runNow('heartbeat', heartbeat);
       started = true;
+      await tasks.runNow('heartbeat', heartbeat); // now as ready: the others count it when they share the load
       tasks.every('heartbeat', p.heartbeatMs, heartbeat);
+      rebalancing?.start(tasks);
       tasks.every('pod-directory', p.heartbeatMs, () => forwarding.directory.refresh(), engine.available);
       if (engine.kind === 'redis') {
         tasks.every('session-refresh', p.sessionRefreshMs, refreshSessions);
@@ -140,7 +147,8 @@ export function createGateway(
     },
     async stop() {
       if (state.draining) return;
-      await drain({ ctx, state, owed, tasks, httpServer, metricsHttp, refreshSessions });
+      const announce = () => tasks.runNow('heartbeat', heartbeat);
+      await drain({ ctx, state, owed, tasks, httpServer, metricsHttp, refreshSessions, announce, closeGate });
       forwarding.forwarder.close();
     },
   };

@@ -3,6 +3,7 @@
  * shutdown timing, dashboards and alert rules. services/core/config.ts is the source of truth.
  */
 import fs from 'fs';
+import os from 'os';
 import path from 'path';
 import YAML from 'yaml';
 import { loadConfig, settings, unknownVariables } from '../../services/core/platform/config';
@@ -326,6 +327,50 @@ describe('values map one to one onto config.ts settings', () => {
     // or an entry in NOT_MAPPED above saying why the chart leaves it alone.
     expect(missing).toEqual([]);
     for (const env of Object.keys(NOT_MAPPED)) expect(byEnv.has(env)).toBe(true);
+  });
+});
+
+describe('rebalancing and the paced drain', () => {
+  const gatewayEnv = (opts: RenderOpts) => {
+    const objs = render(opts);
+    return containerEnv(objs, deployment(objs, 'gateway'));
+  };
+
+  test('the affinity cookie of the sticky router reaches the gateways as REBALANCE_AFFINITY_COOKIE; none without affinity', () => {
+    expect(gatewayEnv({}).REBALANCE_AFFINITY_COOKIE).toBeUndefined();
+    const ingress = ['ingress.enabled=true', 'ingress.nginx.affinity.cookieName=rtg_sticky'];
+    expect(gatewayEnv({ set: ingress }).REBALANCE_AFFINITY_COOKIE).toBe('rtg_sticky');
+    expect(gatewayEnv({ set: [...ingress, 'ingress.stickySessions=false'] }).REBALANCE_AFFINITY_COOKIE).toBeUndefined();
+    const route = ['httpRoute.enabled=true', 'httpRoute.parentRefs[0].name=gw', 'httpRoute.sessionPersistence.sessionName=rtg_route'];
+    expect(gatewayEnv({ set: route }).REBALANCE_AFFINITY_COOKIE).toBe('rtg_route');
+    expect(gatewayEnv({ set: [...route, 'httpRoute.sessionPersistence.enabled=false'] }).REBALANCE_AFFINITY_COOKIE).toBeUndefined();
+    // the service accepts what the chart derives
+    expect(loadConfig(gatewayEnv({ set: ingress }), 'gateway').rebalanceAffinityCookie).toBe('rtg_sticky');
+  });
+
+  test('an Ingress and an HTTPRoute both sticky with different cookies fail the render, naming both', () => {
+    const err = renderError({
+      set: [
+        'ingress.enabled=true',
+        'ingress.nginx.affinity.cookieName=a_cookie',
+        'httpRoute.enabled=true',
+        'httpRoute.parentRefs[0].name=gw',
+        'httpRoute.sessionPersistence.sessionName=b_cookie',
+      ],
+    });
+    expect(err).toContain('must be the same cookie');
+    expect(err).toContain('a_cookie');
+  });
+
+  test('a fractional REBALANCE_RATE_PERCENT is rendered as written; DRAIN_SPREAD_PERCENT above 80 fails the schema', () => {
+    // `--set` gives strings for decimals: a values file, as users write it
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rtg-chart-')), 'values.yaml');
+    fs.writeFileSync(file, 'gateway:\n  config:\n    rebalanceRatePercent: 0.5\n    rebalanceEnabled: false\n');
+    const env = gatewayEnv({ valuesFiles: [file] });
+    expect(env.REBALANCE_RATE_PERCENT).toBe('0.5');
+    expect(env.REBALANCE_ENABLED).toBe('false');
+    expect(loadConfig(env, 'gateway').rebalanceRatePercent).toBe(0.5);
+    expect(renderError({ set: ['gateway.config.drainSpreadPercent=90'] })).toMatch(/drainSpreadPercent/);
   });
 });
 

@@ -25,6 +25,8 @@ export interface ClusterOptions {
   /** Names the log folder kept in .run/e2e/logs/<name>. */
   name: string;
   gateways?: number;
+  /** Gateways the cluster may be scaled to (`scale()`): their ports are reserved up front; default `gateways`. */
+  maxGateways?: number;
   workers?: number;
   /** HAProxy cookie stickiness (LB_STICKY); default on here (scenarios pin clients by the cookie), off in `make up`. */
   sticky?: boolean;
@@ -65,6 +67,8 @@ export interface Cluster {
   kill(name: ProcName, signal?: NodeJS.Signals): Promise<void>;
   /** Starts the process again with the settings of `up` (local-cluster.sh start-one) and waits for its readiness; resolves with the time it took (ms). */
   restart(name: ProcName): Promise<number>;
+  /** `make scale GATEWAYS=n` (local-cluster.sh scale): adds or removes gateways and reloads HAProxy; resolves with the time it took (ms). */
+  scale(n: number): Promise<number>;
   /** A JWT for this cluster. */
   token(sub: string, claims?: Record<string, unknown>): Promise<string>;
   down(): Promise<void>;
@@ -225,6 +229,7 @@ function externalCluster(opts: ClusterOptions): Cluster {
     alive: () => true,
     kill: async () => no('kill')(),
     restart: async () => no('restart')(),
+    scale: async () => no('scale')(),
     token: (sub, claims = {}) => signToken(sub, claims, { secret: jwtSecret }),
     down: async () => undefined,
   };
@@ -235,6 +240,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   if (EXTERNAL) return externalCluster(opts);
   if (!opts.appRoot) ensureBuilt();
   const nGw = opts.gateways ?? 3;
+  const maxGw = Math.max(nGw, opts.maxGateways ?? nGw);
   const nWk = opts.workers ?? 2;
   let lastErr: unknown;
   for (let attempt = 1; attempt <= 2; attempt++) {
@@ -243,8 +249,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const ports = {
       LB_PORT: await holdRange(1, held),
       REDIS_PORT: await holdRange(1, held),
-      GATEWAY_BASE_PORT: await holdRange(nGw, held),
-      GATEWAY_METRICS_BASE_PORT: await holdRange(nGw, held),
+      GATEWAY_BASE_PORT: await holdRange(maxGw, held),
+      GATEWAY_METRICS_BASE_PORT: await holdRange(maxGw, held),
       WORKER_BASE_PORT: await holdRange(nWk, held),
       WORKER_METRICS_BASE_PORT: await holdRange(nWk, held),
     };
@@ -256,7 +262,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       GATEWAYS: String(nGw),
       WORKERS: String(nWk),
       LB_STICKY: opts.sticky === false ? '0' : '1',
-      GATEWAY_ENV: envString(opts.gatewayEnv),
+      // Scenarios place and count clients per gateway: rebalancing only where a scenario asks for it (rebalance.test.ts).
+      GATEWAY_ENV: envString({ REBALANCE_ENABLED: 'false', ...opts.gatewayEnv }),
       WORKER_ENV: envString(opts.workerEnv),
       LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'info',
       READY_TIMEOUT: '60',
@@ -310,8 +317,11 @@ function localCluster(
   nGw: number,
   nWk: number,
 ): Cluster {
-  const gateways = Array.from({ length: nGw }, (_, i) => `gateway-${i + 1}`);
+  const gatewayNames = (n: number) => Array.from({ length: n }, (_, i) => `gateway-${i + 1}`);
+  const gateways = gatewayNames(nGw);
   const workers = Array.from({ length: nWk }, (_, i) => `worker-${i + 1}`);
+  const gatewayMetrics = (names: string[]) =>
+    Object.fromEntries(names.map((g) => [g, `http://127.0.0.1:${ports.GATEWAY_METRICS_BASE_PORT + index(g)}/metrics`]));
   const index = (name: string) => Number(name.split('-')[1]) - 1;
   const pidOf = (name: string): number | null => {
     try {
@@ -339,10 +349,10 @@ function localCluster(
     workers,
     gatewayUrl: (name) => `http://127.0.0.1:${ports.GATEWAY_BASE_PORT + index(name)}`,
     metricsUrls: {
-      gateways: Object.fromEntries(gateways.map((g) => [g, `http://127.0.0.1:${ports.GATEWAY_METRICS_BASE_PORT + index(g)}/metrics`])),
+      gateways: gatewayMetrics(gateways),
       workers: Object.fromEntries(workers.map((w) => [w, `http://127.0.0.1:${ports.WORKER_METRICS_BASE_PORT + index(w)}/metrics`])),
     },
-    pids: () => Object.fromEntries(['redis', 'haproxy', ...gateways, ...workers].map((n) => [n, pidOf(n) ?? 0])),
+    pids: () => Object.fromEntries(['redis', 'haproxy', ...cluster.gateways, ...workers].map((n) => [n, pidOf(n) ?? 0])),
     alive,
     async kill(name, signal = 'SIGTERM') {
       const pid = pidOf(name);
@@ -358,6 +368,13 @@ function localCluster(
     async restart(name) {
       const t0 = Date.now();
       await runScript(['start-one', name], env, 90000, opts.appRoot);
+      return Date.now() - t0;
+    },
+    async scale(n) {
+      const t0 = Date.now();
+      await runScript(['scale', String(n)], env, 120000, opts.appRoot);
+      cluster.gateways = gatewayNames(n);
+      cluster.metricsUrls.gateways = gatewayMetrics(cluster.gateways);
       return Date.now() - t0;
     },
     token: (sub, claims = {}) => signToken(sub, claims, { secret: cluster.jwtSecret }),

@@ -40,7 +40,7 @@ export interface RunningGateway {
   cfg: Config;
 }
 
-/** Config for a test process: JWT auth with TEST_SECRET, ephemeral ports, quiet logs. */
+/** Config for a test process: JWT auth with TEST_SECRET, ephemeral ports, quiet logs, no rebalancing. */
 export function testConfig(env: Record<string, string | undefined> = {}, service: 'gateway' | 'worker' = 'gateway'): Config {
   return loadConfig(
     {
@@ -51,6 +51,8 @@ export function testConfig(env: Record<string, string | undefined> = {}, service
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
       SHUTDOWN_DELAY_MS: '0',
       DRAIN_TIMEOUT_MS: '2000',
+      // Tests place clients on chosen gateways: rebalancing would move them (test/integration/rebalance.test.ts turns it on).
+      REBALANCE_ENABLED: 'false',
       ...env,
     },
     service,
@@ -199,6 +201,7 @@ export async function spawnService(service: 'gateway' | 'worker', env: Record<st
       PORT: String(port),
       METRICS_PORT: String(metricsPort),
       SHUTDOWN_DELAY_MS: '0',
+      REBALANCE_ENABLED: 'false',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

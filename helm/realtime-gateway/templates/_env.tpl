@@ -44,6 +44,10 @@ devLogin: DEV_LOGIN
 forwardMaxConnections: FORWARD_MAX_CONNECTIONS
 forwardConnectTimeoutMs: FORWARD_CONNECT_TIMEOUT_MS
 forwardTimeoutMs: FORWARD_TIMEOUT_MS
+drainSpreadPercent: DRAIN_SPREAD_PERCENT
+rebalanceEnabled: REBALANCE_ENABLED
+rebalanceTolerancePercent: REBALANCE_TOLERANCE_PERCENT
+rebalanceRatePercent: REBALANCE_RATE_PERCENT
 workerConcurrency: WORKER_CONCURRENCY
 workerVisibilityTimeoutMs: WORKER_VISIBILITY_TIMEOUT_MS
 workerMaxAttempts: WORKER_MAX_ATTEMPTS
@@ -68,6 +72,9 @@ workerMaxAttempts: WORKER_MAX_ATTEMPTS
 {{- end }}
 {{- $_ := set $data "REDIS_CLUSTER" (include "realtime-gateway.envValue" $v.redis.external.cluster) }}
 {{- if eq .component "gateway" }}
+{{- with include "realtime-gateway.affinityCookie" $root }}
+{{- $_ := set $data "REBALANCE_AFFINITY_COOKIE" . }}
+{{- end }}
 {{- $jwt := $v.auth.jwt }}
 {{- $_ := set $data "AUTH_MODE" (ternary "insecure" "jwt" $v.auth.insecure) }}
 {{- if not $v.auth.insecure }}
@@ -79,6 +86,17 @@ workerMaxAttempts: WORKER_MAX_ATTEMPTS
 {{- end }}
 {{- end }}
 {{- toYaml $data }}
+{{- end }}
+
+{{/*
+The affinity cookie the chart's router sets, if any (REBALANCE_AFFINITY_COOKIE): a rebalancing
+gateway expires it for the clients it moves, so the router picks another pod for them.
+*/}}
+{{- define "realtime-gateway.affinityCookie" -}}
+{{- $v := .Values }}
+{{- if and $v.ingress.enabled $v.ingress.stickySessions }}{{ $v.ingress.nginx.affinity.cookieName }}
+{{- else if and $v.httpRoute.enabled $v.httpRoute.sessionPersistence.enabled }}{{ $v.httpRoute.sessionPersistence.sessionName }}
+{{- end }}
 {{- end }}
 
 {{/* Data of the chart-made Secret (inline values only); empty when there are none. */}}
@@ -196,6 +214,9 @@ workerMaxAttempts: WORKER_MAX_ATTEMPTS
 {{- fail "httpRoute.enabled=true needs httpRoute.parentRefs (the Gateway to attach to)" }}
 {{- end }}
 {{- $sp := $v.httpRoute.sessionPersistence }}
+{{- if and $v.ingress.enabled $v.ingress.stickySessions $v.httpRoute.enabled $sp.enabled (ne $v.ingress.nginx.affinity.cookieName $sp.sessionName) }}
+{{- fail (printf "ingress.nginx.affinity.cookieName (%q) and httpRoute.sessionPersistence.sessionName (%q) must be the same cookie when both routers are sticky: a rebalancing gateway expires one affinity cookie (REBALANCE_AFFINITY_COOKIE)" $v.ingress.nginx.affinity.cookieName $sp.sessionName) }}
+{{- end }}
 {{- if and $v.httpRoute.enabled $sp.enabled (eq $sp.cookieLifetimeType "Permanent") (not $sp.absoluteTimeout) }}
 {{- fail "httpRoute.sessionPersistence.cookieLifetimeType=Permanent needs absoluteTimeout" }}
 {{- end }}

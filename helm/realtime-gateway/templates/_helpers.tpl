@@ -119,6 +119,7 @@ It must exceed preStop sleep + SHUTDOWN_DELAY_MS + DRAIN_TIMEOUT_MS, or the kube
 {{- define "realtime-gateway.envValue" -}}
 {{- if kindIs "slice" . }}{{ join "," . }}
 {{- else if kindIs "bool" . }}{{ ternary "true" "false" . }}
+{{- else if and (kindIs "float64" .) (ne (float64 .) (float64 (int64 .))) }}{{ . }}
 {{- else if or (kindIs "float64" .) (kindIs "int" .) (kindIs "int64" .) }}{{ int64 . }}
 {{- else }}{{ . }}
 {{- end }}

@@ -33,6 +33,23 @@ const int =
     return n;
   };
 
+const decimal =
+  (min: number, max: number): Parser<number> =>
+  (raw, name) => {
+    if (!/^\d+(\.\d+)?$/.test(raw.trim())) throw new Error(`${name} must be a number, got "${raw}"`);
+    const n = Number(raw);
+    if (n < min || n > max) throw new Error(`${name} must be between ${min} and ${max}, got ${n}`);
+    return n;
+  };
+
+const cookieName: Parser<string | undefined> = (raw, name) => {
+  if (raw === '') return undefined;
+  // RFC 6265 cookie-name: a token (no separators, spaces or controls).
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}$/.test(raw))
+    throw new Error(`${name} must be a cookie name (letters, digits, ._-), got "${raw}"`);
+  return raw;
+};
+
 const bool: Parser<boolean> = (raw, name) => {
   const v = raw.trim().toLowerCase();
   if (['1', 'true', 'yes', 'on'].includes(v)) return true;
@@ -435,6 +452,41 @@ export const settings = {
     services: GW,
     doc: 'Upper bound for finishing in-flight work after sockets are told to reconnect',
   } as Setting<number>,
+  drainSpreadPercent: {
+    env: 'DRAIN_SPREAD_PERCENT',
+    def: 50,
+    parse: int(0, 80),
+    services: G,
+    doc: 'Share of `DRAIN_TIMEOUT_MS` over which a draining gateway spreads the closes of its connections, in batches every 100 ms, so the other pods take the reconnects gradually (0 = all at once; at most 80, leaving the rest for the last clients to recover before their memberships are handed over)',
+  } as Setting<number>,
+  rebalanceEnabled: {
+    env: 'REBALANCE_ENABLED',
+    def: true,
+    parse: bool,
+    services: G,
+    doc: "Rebalancing: a gateway holding more than its fair share of the cluster's connections (from the pods' heartbeats) moves the excess to the others, gradually, with recoverable closes (false = connections stay where they landed)",
+  } as Setting<boolean>,
+  rebalanceTolerancePercent: {
+    env: 'REBALANCE_TOLERANCE_PERCENT',
+    def: 20,
+    parse: int(1, 1000),
+    services: G,
+    doc: 'How far (percent of the fair share) a pod may be above the fair share, or another pod below it, before the pods above it shed connections (down to the fair share)',
+  } as Setting<number>,
+  rebalanceRatePercent: {
+    env: 'REBALANCE_RATE_PERCENT',
+    def: 1,
+    parse: decimal(0.01, 100),
+    services: G,
+    doc: 'Most connections a rebalancing pod closes per second, in percent of its connections (decimals allowed; at least one per second)',
+  } as Setting<number>,
+  rebalanceAffinityCookie: {
+    env: 'REBALANCE_AFFINITY_COOKIE',
+    def: undefined,
+    parse: cookieName,
+    services: G,
+    doc: "Name of the balancer's affinity cookie, when it sets one (the chart sets it from `ingress.nginx.affinity.cookieName` / `httpRoute.sessionPersistence.sessionName`): a shedding pod answers a new Engine.IO handshake carrying it `503` with the cookie expired, at most once per connection it closed, so the client reconnects to another pod instead of straight back",
+  } as Setting<string | undefined>,
   devLogin: {
     env: 'DEV_LOGIN',
     def: false,

@@ -114,6 +114,23 @@ function gatewayMetrics(r: Registers, pending: Pending) {
       ['kind', 'outcome'] as const,
     ),
     forwardedConnections: gauge(r, 'gateway_forwarded_connections', 'Forwarded requests and websocket tunnels open on this pod now'),
+    rebalanceCloses: counter(
+      r,
+      'gateway_rebalance_closes_total',
+      'Connections this pod closed (recoverably) to move them to pods below the fair share',
+    ),
+    rebalanceAffinityRefusals: counter(
+      r,
+      'gateway_rebalance_affinity_refusals_total',
+      'Handshakes carrying the affinity cookie that a shedding pod answered 503 with the cookie expired (REBALANCE_AFFINITY_COOKIE)',
+    ),
+    rebalanceSteered: counter(
+      r,
+      'gateway_rebalance_steered_handshakes_total',
+      'New sessions whose handshake reached this pod while it was above its fair share and that it started on a pod below it (forwarded)',
+    ),
+    rebalanceFairShare: gauge(r, 'gateway_rebalance_fair_share', "Connections per pod if the cluster's were even, as this pod sees it"),
+    rebalanceShedding: gauge(r, 'gateway_rebalance_shedding', '1 while this pod moves connections to others (above its fair share)'),
   };
 }
 

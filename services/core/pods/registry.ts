@@ -11,6 +11,10 @@ export interface PodInfo {
   tag?: string;
   /** Where the other gateways reach this pod (`http://<ip>:<port>`), to forward a session's requests to it. */
   address?: string;
+  /** False while the pod is not ready (starting, Redis down): the others do not count it when they share the load. */
+  ready?: boolean;
+  /** True once the pod started its graceful shutdown: its clients are moving to the others. */
+  draining?: boolean;
   /** Set once a reaper gave the pod up for dead. */
   reaped?: boolean;
 }
