@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := $(CURDIR)/.tools/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: help deps test-deps build lint test test-unit test-integration e2e bench up down status token clean
+.PHONY: help deps test-deps build lint test test-unit test-integration e2e bench up scale down status token clean
 help: ## List the targets
 	@grep -hE '^[a-zA-Z0-9_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 
@@ -39,6 +39,9 @@ bench: build ## Fan-out, presence and publish benchmarks (side by side with bare
 
 up: build ## Start the local cluster: Redis, 3 gateways, 2 workers, HAProxy on :8080
 	bash scripts/local-cluster.sh up
+
+scale: ## Add or remove gateways of the running local cluster: make scale GATEWAYS=<n> (HAProxy reloads in place)
+	bash scripts/local-cluster.sh scale "$(GATEWAYS)"
 
 down: ## Stop exactly what `make up` started
 	bash scripts/local-cluster.sh down

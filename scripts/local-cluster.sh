@@ -7,6 +7,10 @@
 #   scripts/local-cluster.sh up|down|status|token <user> [roles]
 #   scripts/local-cluster.sh start-one <name>   (re)start one process of a running cluster with the
 #                                               settings `up` used: gateway-<i>, worker-<i>, redis, haproxy
+#   scripts/local-cluster.sh scale <n>          add or remove gateways of the running cluster (make scale
+#                                               GATEWAYS=<n>): new ones start on the next ports, removed
+#                                               ones (the highest numbers) leave the balancer first, then
+#                                               drain (SIGTERM); HAProxy reloads its configuration in place
 # Everything is overridable through the environment (see the defaults below); RUN_DIR holds
 # pids, logs, generated secrets and configs (git-ignored).
 set -euo pipefail
@@ -84,12 +88,12 @@ start_bg() { # name logfile cmd...
 }
 
 wait_ready() { # url name
-  local url="$1" name="$2" i
+  local url="$1" name="$2" i last=""
   for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
-    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+    if last="$(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "$url" 2>&1)" && [ "$last" = 200 ]; then return 0; fi
     sleep 0.1
   done
-  die "$name did not become ready at $url within ${READY_TIMEOUT}s (see $RUN_DIR/logs)"
+  die "$name did not become ready at $url within ${READY_TIMEOUT}s (last answer: ${last:-none}; see $RUN_DIR/logs)"
 }
 
 haproxy_cfg() {
@@ -120,7 +124,9 @@ backend gateways
   http-check expect status 200
   default-server inter 500ms fall 2 rise 1
 EOF
-    if [ "$LB_STICKY" = 1 ]; then echo "  cookie RTGSRV insert indirect nocache httponly"; fi
+    # Not `indirect`: the gateways see the cookie (REBALANCE_AFFINITY_COOKIE), and `preserve` lets a
+    # rebalancing gateway expire it so that a client it moved lands on another gateway.
+    if [ "$LB_STICKY" = 1 ]; then echo "  cookie RTGSRV insert preserve nocache httponly"; fi
     for ((i = 1; i <= GATEWAYS; i++)); do
       if [ "$LB_STICKY" = 1 ]; then
         echo "  server gw$i 127.0.0.1:$((GATEWAY_BASE_PORT + i - 1)) check cookie gw$i"
@@ -167,6 +173,7 @@ start_gateway() { # index
   local i="$1" env_lines gw_extra
   mapfile -t env_lines < <(common_env)
   read -r -a gw_extra <<<"${GATEWAY_ENV:-}"
+  if [ "$LB_STICKY" = 1 ]; then env_lines+=("REBALANCE_AFFINITY_COOKIE=RTGSRV"); fi
   start_bg "gateway-$i" "$RUN_DIR/logs/gateway-$i.log" env "${OWN_VARS[@]}" "${env_lines[@]}" POD_NAME="gateway-$i" \
     PORT="$((GATEWAY_BASE_PORT + i - 1))" METRICS_PORT="$((GATEWAY_METRICS_BASE_PORT + i - 1))" \
     DEV_LOGIN="${DEV_LOGIN:-true}" "${gw_extra[@]}" node "$ROOT/dist/services/gateway/main.js"
@@ -181,12 +188,36 @@ start_worker() { # index
     "${wk_extra[@]}" node "$ROOT/dist/services/worker/main.js"
 }
 
+# HAProxy runs in master-worker mode (-W): `scale` reloads it with SIGUSR2 to the master (the pid in
+# haproxy.pid), which starts a worker on the new configuration; the old worker keeps the
+# connections it holds (websockets) until they end, and stopping the master stops them all.
 start_haproxy() {
   local cfg
   cfg="$(haproxy_cfg)"
   haproxy -c -q -f "$cfg" || die "invalid HAProxy config $cfg"
-  start_bg haproxy "$RUN_DIR/logs/haproxy.log" haproxy -db -f "$cfg"
+  start_bg haproxy "$RUN_DIR/logs/haproxy.log" haproxy -W -db -f "$cfg"
   wait_ready "http://$LB_HOST:$LB_PORT/readyz" "haproxy"
+}
+
+haproxy_workers() { pgrep -P "$(cat "$RUN_DIR/haproxy.pid")" 2>/dev/null | sort || true; }
+
+# Rewrites the configuration for $GATEWAYS gateways and has HAProxy load it without a restart.
+reload_haproxy() {
+  local cfg before i
+  pid_alive haproxy || die "haproxy is not running (make up first)"
+  cfg="$(haproxy_cfg)"
+  haproxy -c -q -f "$cfg" || die "invalid HAProxy config $cfg"
+  before="$(haproxy_workers)"
+  kill -USR2 "$(cat "$RUN_DIR/haproxy.pid")"
+  for ((i = 0; i < READY_TIMEOUT * 10; i++)); do
+    if [ -n "$(comm -13 <(echo "$before") <(haproxy_workers))" ]; then
+      sleep 1 # the new worker's first health checks (inter 500ms, rise 1)
+      wait_ready "http://$LB_HOST:$LB_PORT/readyz" "haproxy"
+      return 0
+    fi
+    sleep 0.1
+  done
+  die "haproxy did not start a worker on the new configuration within ${READY_TIMEOUT}s (see $RUN_DIR/logs/haproxy.log)"
 }
 
 up() {
@@ -250,6 +281,49 @@ start_one() { # name
   log "$name started (pid $(cat "$RUN_DIR/$name.pid"))"
 }
 
+scale() { # n
+  local n="${1:-}" cur i p pids=()
+  if ! [[ "$n" =~ ^[0-9]+$ ]] || [ "$n" -lt 1 ]; then
+    die "usage: make scale GATEWAYS=<n> (a whole number of gateways, 1 or more; got \"$n\")"
+  fi
+  [ -f "$RUN_DIR/cluster.env" ] || die "no cluster was started from $RUN_DIR (run make up first)"
+  # shellcheck disable=SC1091
+  . "$RUN_DIR/cluster.env"
+  need_tools
+  secrets
+  pid_alive haproxy || die "haproxy is not running (make up first)"
+  cur="$GATEWAYS"
+  if [ "$n" -eq "$cur" ]; then
+    log "the cluster already runs $cur gateways"
+    return 0
+  fi
+  if [ "$n" -gt "$cur" ]; then
+    for ((i = cur + 1; i <= n; i++)); do
+      pid_alive "gateway-$i" && die "gateway-$i is already running (pid $(cat "$RUN_DIR/gateway-$i.pid"))"
+      for p in "$((GATEWAY_BASE_PORT + i - 1))" "$((GATEWAY_METRICS_BASE_PORT + i - 1))"; do
+        port_busy "$p" && die "port $p (gateway-$i) is in use: free it, or start the cluster with another GATEWAY_BASE_PORT / GATEWAY_METRICS_BASE_PORT"
+      done
+    done
+    for ((i = cur + 1; i <= n; i++)); do start_gateway "$i"; done
+    for ((i = cur + 1; i <= n; i++)); do wait_ready "http://127.0.0.1:$((GATEWAY_BASE_PORT + i - 1))/readyz" "gateway-$i"; done
+    GATEWAYS="$n"
+    save_settings
+    reload_haproxy
+    log "scaled out to $n gateways (started gateway-$((cur + 1))..gateway-$n); the others move connections to them (rebalancing)"
+  else
+    # Out of the balancer first, so that the clients they drain reconnect to the remaining ones.
+    GATEWAYS="$n"
+    save_settings
+    reload_haproxy
+    for ((i = n + 1; i <= cur; i++)); do
+      stop_pid "gateway-$i" TERM &
+      pids+=("$!")
+    done
+    wait "${pids[@]}"
+    log "scaled in to $n gateways (gateway-$((n + 1))..gateway-$cur drained and stopped)"
+  fi
+}
+
 stop_pid() { # name signal
   local f="$RUN_DIR/$1.pid" pid i
   [ -f "$f" ] || return 0
@@ -299,5 +373,6 @@ case "${1:-}" in
   status) status ;;
   token) shift; token "$@" ;;
   start-one) shift; start_one "$@" ;;
-  *) die "usage: $0 up|down|status|token <user> [roles]|start-one <name>" ;;
+  scale) shift; scale "$@" ;;
+  *) die "usage: $0 up|down|status|token <user> [roles]|start-one <name>|scale <n>" ;;
 esac

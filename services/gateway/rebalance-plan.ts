@@ -12,7 +12,7 @@ export const STALL_WINDOW = 20;
 export const PAUSE_PERIODS = 60;
 
 /** Why a pod does not shed now (`Plan.reason`), also the label of the rebalance state in logs. */
-export type Hold = 'alone' | 'balanced' | 'pod_draining' | 'self_draining' | 'stalled' | 'unknown';
+export type Hold = 'alone' | 'balanced' | 'confirming' | 'pod_draining' | 'self_draining' | 'stalled' | 'unknown';
 
 export type Plan =
   | { shed: false; reason: Hold; fair?: number; pods?: number }
@@ -84,8 +84,9 @@ export interface RebalanceOptions {
  * One pod's rebalancing state. `update` runs once per heartbeat period with a fresh read of the
  * registry and decides whether to shed: start when this pod is above the fair share by more than
  * the tolerance, or when it is above the fair share while another pod is below it by more than the
- * tolerance; then keep going until it is down to the fair share (hysteresis: no flapping at the
- * edge of the band). `take` is called every tick and says how many connections to close now.
+ * tolerance, two updates in a row; then keep going until it is down to the fair share (hysteresis:
+ * no flapping at the edge of the band). `take` is called every tick and says how many connections
+ * to close now.
  */
 export class RebalancePlanner {
   private plan: Plan = { shed: false, reason: 'unknown' };
@@ -94,6 +95,8 @@ export class RebalancePlanner {
   private shedTotal = 0;
   private window?: { spread: number; shedAtStart: number };
   private pausedPeriods = 0;
+  /** The previous update called for a start too (a start needs two in a row). */
+  private wanted = false;
 
   constructor(private readonly opts: RebalanceOptions) {}
 
@@ -111,6 +114,8 @@ export class RebalancePlanner {
   }
 
   private decide(share: Share | undefined, own: number, selfDraining: boolean): Plan {
+    const wanted = this.wanted;
+    this.wanted = false;
     if (selfDraining) return { shed: false, reason: 'self_draining' };
     if (!share) return { shed: false, reason: 'unknown' };
     const { fair, counts } = share;
@@ -130,6 +135,13 @@ export class RebalancePlanner {
     if (excess < 1 || !(above || under || continuing)) {
       this.window = undefined;
       return { shed: false, reason: 'balanced', ...base };
+    }
+    // The others' counts are as old as their last heartbeat: right after a burst of connections
+    // (a restart, a scale-out) one view can be off by a whole period's arrivals. A start needs two
+    // views in a row that call for it.
+    if (!continuing && !wanted) {
+      this.wanted = true;
+      return { shed: false, reason: 'confirming', ...base };
     }
     if (this.stalled(spread, counts.length)) return { shed: false, reason: 'stalled', ...base };
     return { shed: true, ...base, excess, why: above ? 'above' : under ? 'under' : 'continuing' };

@@ -79,7 +79,24 @@ describe('fairShare: which pods share the load', () => {
 });
 
 describe('RebalancePlanner: whether and how much to shed', () => {
-  const planner = () => new RebalancePlanner({ tolerance: 0.2, ratePercent: 1 });
+  /** A planner past its confirmation: its first update called for a start already. */
+  const planner = () => {
+    const p = new RebalancePlanner({ tolerance: 0.2, ratePercent: 1 });
+    (p as unknown as { wanted: boolean }).wanted = true;
+    return p;
+  };
+
+  test('a start needs two views in a row (the first may hold counts a heartbeat old); any other answer in between resets it', () => {
+    const p = new RebalancePlanner({ tolerance: 0.2, ratePercent: 1 });
+    expect(p.update(share(150, [150, 0]), 150)).toMatchObject({ shed: false, reason: 'confirming' });
+    expect(p.update(share(150, [150, 0]), 150)).toMatchObject({ shed: true, why: 'above' });
+    const q = new RebalancePlanner({ tolerance: 0.2, ratePercent: 1 });
+    expect(q.update(share(150, [150, 0]), 150)).toMatchObject({ reason: 'confirming' });
+    expect(q.update(share(100, [100, 100]), 100)).toMatchObject({ reason: 'balanced' });
+    expect(q.update(share(150, [150, 0]), 150)).toMatchObject({ reason: 'confirming' });
+    expect(q.update(undefined, 150)).toMatchObject({ reason: 'unknown' });
+    expect(q.update(share(150, [150, 0]), 150)).toMatchObject({ reason: 'confirming' });
+  });
 
   test('2 -> 3 pods (150, 150, 0): the full pods shed down to the fair share', () => {
     expect(planner().update(share(150, [150, 0]), 150)).toEqual({ shed: true, fair: 100, pods: 3, excess: 50, why: 'above' });
@@ -128,6 +145,7 @@ describe('RebalancePlanner: whether and how much to shed', () => {
     for (let i = 0; i < STALL_WINDOW / 5; i++) expect(stuck().shed).toBe(true);
     expect(stuck()).toMatchObject({ shed: false, reason: 'stalled' });
     for (let i = 0; i < PAUSE_PERIODS; i++) expect(stuck()).toMatchObject({ shed: false, reason: 'stalled' });
+    expect(stuck()).toMatchObject({ shed: false, reason: 'confirming' });
     expect(stuck().shed).toBe(true);
     // slow but real progress never pauses: both full pods move 3 per period, round-robin lands 1 of each 3 on each pod
     const q = planner();
@@ -151,13 +169,14 @@ describe('RebalancePlanner: whether and how much to shed', () => {
     expect(n).toBeLessThanOrEqual(16);
     // a small pod still moves one per second
     const small = planner();
-    small.update(share(10, [0, 0, 0, 0]), 10);
+    expect(small.update(share(10, [0, 0, 0, 0]), 10).shed).toBe(true);
     let k = 0;
     for (let t = 0; t < 12; t++) k += small.take(10, 250);
     expect(k).toBe(3);
     // the excess caps what one period may shed (counted in sockets by shed())
     const capped = new RebalancePlanner({ tolerance: 0.2, ratePercent: 100 });
     capped.update(share(150, [150, 0]), 150);
+    expect(capped.update(share(150, [150, 0]), 150).shed).toBe(true);
     const first = capped.take(150, 1000);
     capped.shed(first);
     expect(first).toBe(50);
