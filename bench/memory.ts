@@ -41,6 +41,8 @@ export interface MemoryNumbers {
   rssKiBPerConnection: number;
   heapKiBPerConnection: number;
   connectSeconds: number;
+  /** Event-loop delay of the server while the N connections were made (monitorEventLoopDelay, 10 ms resolution). */
+  lag: { maxMs: number; p99Ms: number; meanMs: number };
   connectsPerSec: number;
   /** Redis commands the server issued per connection while the N clients connected. */
   redisCommandsPerConnection: Record<string, number>;
@@ -141,9 +143,11 @@ async function runOne(kind: Kind, p: Params, ctx: BenchContext, signal: AbortSig
     ctx.log(
       `memory/${kind}: baseline RSS ${(before.rssKiB / 1024).toFixed(1)} MiB with ${p.warmup} warm-up connections; connecting ${p.connections} more`,
     );
+    await server.inspector!.startLagMonitor();
     const t0 = Date.now();
     clients.push(...(await connectMany(p.connections, p.concurrency, connect('idle', p.warmup))));
     const connectSeconds = (Date.now() - t0) / 1000;
+    const lag = await server.inspector!.stopLagMonitor();
     await waitIdle(server.pid, 15000);
     const after = await sample(server);
     const redisCommands = diffCounts(cmd0, await commandCounts(redis.url));
@@ -158,6 +162,7 @@ async function runOne(kind: Kind, p: Params, ctx: BenchContext, signal: AbortSig
       rssKiBPerConnection: (after.rssKiB - before.rssKiB) / p.connections,
       heapKiBPerConnection: (after.heapUsedBytes - before.heapUsedBytes) / 1024 / p.connections,
       connectSeconds,
+      lag,
       connectsPerSec: p.connections / connectSeconds,
       redisCommandsPerConnection: perUnit(redisCommands, p.connections),
       heapDiff,
@@ -175,7 +180,7 @@ async function runOne(kind: Kind, p: Params, ctx: BenchContext, signal: AbortSig
 export const memory: Benchmark = {
   name: 'memory',
   description: 'server memory per idle websocket connection, one process (gateway vs bare Socket.IO)',
-  timeoutMs: 180000,
+  timeoutMs: 900000,
   async run(ctx, signal): Promise<BenchResult> {
     const notes: string[] = [];
     const p = await params(ctx, notes);
@@ -210,6 +215,8 @@ export const memory: Benchmark = {
         digits: 1,
       },
       { metric: 'connects/s (handshakes)', gateway: g.connectsPerSec, bare: b.connectsPerSec },
+      { metric: 'event-loop delay while connecting, max (ms)', gateway: g.lag.maxMs, bare: b.lag.maxMs, digits: 1 },
+      { metric: 'event-loop delay while connecting, p99 (ms)', gateway: g.lag.p99Ms, bare: b.lag.p99Ms, digits: 1 },
     ];
     notes.unshift(
       `${p.connections} idle websocket connections (+${p.warmup} warm-up, in the baseline) to one process each; distinct users; gateway clients send a signed HS256 JWT, bare clients nothing`,

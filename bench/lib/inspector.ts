@@ -144,6 +144,32 @@ export class Inspector {
     return r.profile;
   }
 
+  /** Evaluates `expression` in the target (with the command line API: `require` is available) and returns its value. */
+  async evaluate<T = unknown>(expression: string): Promise<T> {
+    const r = await this.send<{ result: { value?: T }; exceptionDetails?: { text: string } }>('Runtime.evaluate', {
+      expression,
+      includeCommandLineAPI: true,
+      returnByValue: true,
+    });
+    if (r.exceptionDetails) throw new Error(`inspector evaluate failed: ${r.exceptionDetails.text}`);
+    return r.result.value as T;
+  }
+
+  /** Starts an event-loop delay histogram in the target (perf_hooks.monitorEventLoopDelay, 10 ms resolution). */
+  async startLagMonitor(): Promise<void> {
+    await this.evaluate(
+      "globalThis.__benchLag?.disable(); globalThis.__benchLag = require('perf_hooks').monitorEventLoopDelay({ resolution: 10 }); globalThis.__benchLag.enable(); true",
+    );
+  }
+
+  /** What the histogram saw since startLagMonitor (ms), and stops it. */
+  async stopLagMonitor(): Promise<{ maxMs: number; p99Ms: number; meanMs: number }> {
+    const json = await this.evaluate<string>(
+      'const h = globalThis.__benchLag; h.disable(); JSON.stringify({ maxMs: h.max / 1e6, p99Ms: h.percentile(99) / 1e6, meanMs: h.mean / 1e6 })',
+    );
+    return JSON.parse(json) as { maxMs: number; p99Ms: number; meanMs: number };
+  }
+
   close(): void {
     this.ws.terminate();
   }
