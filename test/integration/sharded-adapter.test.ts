@@ -1,4 +1,5 @@
 import Redis from 'ioredis';
+import path from 'path';
 import type { Socket as ClientSocket } from 'socket.io-client';
 import { Shards } from '../../services/core/adapter/shards';
 import { clientRoom } from '../../services/core/redis/keys';
@@ -103,6 +104,34 @@ describe.each([
     await until(() => seen.every((s) => s.get(ack.id) === 1), 10000, 'the message at every member');
     await new Promise((r) => setTimeout(r, 300)); // a duplicate would arrive right behind
     expect(seen.map((s) => s.get(ack.id))).toEqual([1, 1, 1]);
+  });
+
+  test('a room message is framed once: every websocket recipient on a pod sends the same pre-encoded frame', async () => {
+    type Sent = { data?: unknown; options?: { wsPreEncodedFrame?: unknown } };
+    // engine.io's websocket transport (not exported by the package; it sits beside its entry point)
+    const transportFile = path.join(path.dirname(require.resolve('engine.io')), 'transports/websocket.js');
+    const proto = (require(transportFile) as { WebSocket: { prototype: { send(p: Sent[]): void } } }).WebSocket.prototype;
+    const original = proto.send;
+    const frames: unknown[] = [];
+    const marker = `framed-once-${Date.now()}`;
+    proto.send = function (this: unknown, packets: Sent[]) {
+      for (const p of packets) if (typeof p.data === 'string' && p.data.includes(marker)) frames.push(p.options?.wsPreEncodedFrame);
+      return original.call(this, packets);
+    };
+    try {
+      const members = await Promise.all([user('fay', 1), user('gus', 1), user('hal', 1)]);
+      for (const m of members) expect(await m.emitWithAck('join-room', 'framed')).toMatchObject({ ok: true });
+      const seen = members.map(tally);
+      const sender = await user('ivy', 0);
+      const ack = await sender.emitWithAck('message', { roomId: 'framed', text: marker });
+      expect(ack).toMatchObject({ ok: true });
+      await until(() => seen.every((x) => x.get(ack.id) === 1), 10000, 'the message at every member');
+      expect(frames).toHaveLength(3);
+      expect(frames[0]).toBeDefined();
+      expect(frames.every((f) => f === frames[0])).toBe(true);
+    } finally {
+      proto.send = original;
+    }
   });
 
   test('a live feed cut mid-traffic (its subscriber connections killed) loses nothing acked, and the gap is filled', async () => {

@@ -20,7 +20,7 @@ import type { Hub, HubListener } from './hub';
 import { clientForSlot } from './links';
 import { encodeVector, type EntryId } from './offsets';
 import { NSP_ROOM } from './shards';
-import { bodyData, encodeBody, eventFrame, parseBody } from './wire';
+import { bodyData, encodeBody, eventFrame, parseBody, preEncodeFrame } from './wire';
 
 type Room = string;
 type SocketId = string;
@@ -236,10 +236,12 @@ export class ShardedAdapter extends ClusterAdapter implements HubListener {
 
   private deliverEntry(room: Room, shard: number, id: EntryId | null, body: ReturnType<typeof parseBody> & object): void {
     const offset = id ? encodeVector(this.hub.vector) : undefined;
-    const packetOpts = { preEncoded: true, volatile: id === null };
+    const packetOpts: { preEncoded: true; volatile: boolean; wsPreEncodedFrame?: unknown } = { preEncoded: true, volatile: id === null };
     let encoded: unknown[];
-    if (body.enc === 'j') encoded = [eventFrame(this.nsp.name, body.payload, offset)];
-    else {
+    if (body.enc === 'j') {
+      encoded = [eventFrame(this.nsp.name, body.payload, offset)];
+      preEncodeFrame(encoded, packetOpts);
+    } else {
       const data = bodyData(body);
       if (offset !== undefined) data.push(offset);
       encoded = (this as unknown as { _encode(p: Packet, o: object): unknown[] })._encode(

@@ -10,6 +10,7 @@
  * traceparents never contain a newline; JSON and base64 never do either.
  */
 import { decode, encode } from '@msgpack/msgpack';
+import * as WebSocket from 'ws';
 
 export interface Body {
   enc: 'j' | 'b';
@@ -69,6 +70,20 @@ export function bodyData(b: Body): unknown[] {
  * The Socket.IO EVENT packet (as socket.io-parser writes it) of a JSON payload, with `offset`
  * appended as its last argument, built from the payload text without decoding it.
  */
+const frameOf = (WebSocket as unknown as { Sender?: { frame?(data: Buffer, o: object): Buffer[] } }).Sender?.frame;
+
+/**
+ * The websocket frame of a one-string Engine.IO message, built once for all the recipients of a
+ * broadcast and handed to each connection in the packet options (what socket.io-adapter's
+ * `_encode` does for its own broadcasts; engine.io sends it as is to websocket connections without
+ * per-message deflate, and encodes as usual for the others). Without it every websocket recipient
+ * converts the string to bytes and builds its own frame.
+ */
+export function preEncodeFrame(encoded: unknown[], opts: { wsPreEncodedFrame?: unknown }): void {
+  if (!frameOf || encoded.length !== 1 || typeof encoded[0] !== 'string') return;
+  opts.wsPreEncodedFrame = frameOf(Buffer.from('4' + encoded[0]), { readOnly: false, mask: false, rsv1: false, opcode: 1, fin: true });
+}
+
 export function eventFrame(nsp: string, jsonPayload: string, offset: string | undefined): string {
   const head = nsp === '/' ? '2' : `2${nsp},`;
   if (offset === undefined) return head + jsonPayload;
