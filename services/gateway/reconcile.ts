@@ -22,6 +22,13 @@ export interface Reconciled {
  * user-joined/user-left is announced once (the scripts decide it once). Memberships parked for a
  * dropped connection's grace period, or taken over by another pod, are left to their owners.
  * Every step is idempotent: a pass racing a connect or a leave changes nothing twice.
+ *
+ * The pod's own indexes can say a socket is recorded when its records are gone: a stale
+ * incarnation (paused, reaped, resumed) that had begun a recovery of the same session finishes it
+ * after the socket recovered here, overwriting the records, then drops its copy and removes them
+ * under its own name. So each pass also reads the records themselves (presence and room
+ * membership of up to VERIFY_PER_PASS connected sockets, rotating over all of them) and records
+ * again what is missing or held by another pod.
  */
 export async function reconcile(ctx: GatewayContext): Promise<Reconciled> {
   const out: Reconciled = { connected: 0, disconnected: 0, joined: 0, left: 0 };
@@ -30,9 +37,39 @@ export async function reconcile(ctx: GatewayContext): Promise<Reconciled> {
   for (const s of allSockets(ctx.io)) if (s.nsp.name !== '/admin' && s.data.principal) local.set(`${s.nsp.name}\n${s.id}`, s);
   await reconcilePresence(ctx, local, out);
   await reconcileRooms(ctx, local, out);
+  await verifyRecords(ctx, local, out);
   if (out.connected || out.disconnected || out.joined || out.left)
     ctx.logger.info(out, 'reconciled what Redis holds for this pod with its sockets');
   return out;
+}
+
+/** Sockets whose records one pass reads (with their rooms): the pass costs at most this many presence reads plus their memberships. */
+export const VERIFY_PER_PASS = 1000;
+const cursors = new WeakMap<GatewayContext, number>();
+
+async function verifyRecords(ctx: GatewayContext, local: Map<string, Socket>, out: Reconciled): Promise<void> {
+  const sockets = [...local.values()].filter((s) => s.connected);
+  if (!sockets.length) return;
+  const start = (cursors.get(ctx) ?? 0) % sockets.length;
+  const n = Math.min(VERIFY_PER_PASS, sockets.length);
+  cursors.set(ctx, start + n);
+  const slice = Array.from({ length: n }, (_, i) => sockets[(start + i) % sockets.length]);
+  await Promise.all(
+    slice.map(async (s) => {
+      const nsp = s.nsp.name;
+      const userId = (s.data.principal as Principal).userId;
+      if ((await ctx.engine.presence.socketPod(nsp, userId, s.id)) !== ctx.pod && s.connected) {
+        await ctx.presence.connected(nsp, userId, s.id);
+        out.connected++;
+      }
+      for (const room of clientRooms(s)) {
+        if ((await ctx.engine.rooms.socketPod({ nsp, room, sid: s.id })) === ctx.pod) continue;
+        if (!s.connected || !s.rooms.has(clientRoom(room))) continue;
+        await recordJoin(ctx, s, room, userId);
+        out.joined++;
+      }
+    }),
+  );
 }
 
 async function reconcilePresence(ctx: GatewayContext, local: Map<string, Socket>, out: Reconciled): Promise<void> {

@@ -1,4 +1,7 @@
+import fs from 'fs';
 import Redis from 'ioredis';
+import path from 'path';
+import { Keys } from '../../services/core/redis/keys';
 import type { Socket as ClientSocket } from 'socket.io-client';
 import { client, closeClients, connect, GatewayProcess, spawnService, token, uniquePrefix, until, waitFor } from '../helpers/cluster';
 import { startRedis, TestRedis } from '../helpers/redis';
@@ -84,6 +87,49 @@ describe('convergence after faults (redis, gateway processes)', () => {
     expect(await presenceOf(other, 'zed')).toBe('online');
     expect((await other.emitWithAck('message', { roomId: 'z-room', text: 'still there?' })).ok).toBe(true);
     await until(() => got.includes('still there?'), 5000, 'the message at the recovered socket');
+  });
+
+  test("records a stale incarnation removed under its own name come back at the next reconciliation (the pod's index still lists them)", async () => {
+    // A pod paused while it recovered a session resumes after the client recovered elsewhere: it
+    // finishes its recovery (its writes take the records under its name), then drops its copy and
+    // removes them, exactly as a leave and a disconnect of its own would. The pod that holds the
+    // socket still lists it in its own indexes.
+    const prefix = uniquePrefix();
+    const g = await spawn(prefix, `${prefix}-gw`);
+    procs.push(g);
+    const alice = await connect(g.url, { token: await token('alice') });
+    expect((await alice.emitWithAck('join-room', 'stale-room')).ok).toBe(true);
+    const watcher = await connect(g.url, { token: await token('walt') });
+    expect(await presenceOf(watcher, 'alice')).toBe('online');
+    const keys = new Keys(prefix);
+    const room = keys.room('/', 'stale-room');
+    const dir = path.join(__dirname, '../../services/core/redis/lua');
+    const lua = (f: string) => fs.readFileSync(path.join(dir, `${f}.lua`), 'utf8');
+    await r.hset(keys.presence('/', 'alice'), `s:${alice.id}`, 'stale-pod');
+    await r.hset(room.sockets, alice.id!, 'alice\nstale-pod');
+    await r.zadd(keys.presenceDue(), Date.now() + 300, '/\nalice');
+    await r.eval(
+      lua('presence-disconnect-2'),
+      2,
+      keys.presence('/', 'alice'),
+      keys.presenceView('/', 'alice'),
+      alice.id!,
+      'stale-pod',
+      Date.now(),
+      Date.now() + 300,
+    );
+    await r.eval(lua('room-leave-2'), 2, room.sockets, room.users, alice.id!, 'stale-pod');
+    await until(async () => (await presenceOf(watcher, 'alice')) === 'offline', 5000, 'alice shown offline (the stale removal)');
+    expect(await membersOf(watcher, 'stale-room')).toEqual([]);
+    // The next pass (every 30 s, and after every Redis reconnect: forced here) records them again.
+    await r.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+    await until(async () => (await presenceOf(watcher, 'alice').catch(() => 'unknown')) === 'online', 15000, 'alice online again');
+    await until(
+      async () => (await membersOf(watcher, 'stale-room').catch(() => [])).some((m) => m.userId === 'alice' && m.sockets === 1),
+      10000,
+      'alice in the room again',
+    );
+    expect(alice.connected).toBe(true);
   });
 
   test('a disconnect during a Redis outage leaves no ghost, and a connect during it is online after it', async () => {

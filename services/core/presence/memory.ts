@@ -60,6 +60,10 @@ export class MemoryPresence implements PresenceStore {
     });
   }
 
+  async socketPod(nsp: string, userId: string, sid: string): Promise<string | null> {
+    return this.users.get(`${nsp}\n${userId}`)?.sockets.get(sid) ?? null;
+  }
+
   async podSockets(): Promise<Array<{ nsp: string; sid: string; userId: string }>> {
     return [];
   }

@@ -92,6 +92,11 @@ export class RedisPresence implements PresenceStore {
     return userIds.map((userId, i) => entry(userId, rows[i]));
   }
 
+  async socketPod(nsp: string, userId: string, sid: string): Promise<string | null> {
+    this.check();
+    return this.r.hget(this.keys.presence(nsp, userId), `s:${sid}`);
+  }
+
   async podSockets(pod: string): Promise<Array<{ nsp: string; sid: string; userId: string }>> {
     this.check();
     const h = await this.r.hgetall(this.keys.podSockets(pod));

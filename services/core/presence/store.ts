@@ -39,6 +39,8 @@ export interface PresenceStore {
   /** Called once a transition from finalizeDue is announced: it no longer needs to be. */
   settle?(t: Transition): Promise<void>;
   get(nsp: string, userIds: string[]): Promise<PresenceEntry[]>;
+  /** The pod a socket is recorded on in its user's presence (null: not recorded). */
+  socketPod(nsp: string, userId: string, sid: string): Promise<string | null>;
   /** The sockets a pod holds: what the reaper removes when the pod dies. */
   podSockets(pod: string): Promise<Array<{ nsp: string; sid: string; userId: string }>>;
   /** Records an announced transition in the namespace's online count. */
