@@ -1,5 +1,5 @@
 import type http from 'http';
-import { Server } from 'socket.io';
+import { Server, type Socket } from 'socket.io';
 import { createEngine } from '../core/engine';
 import { reapPredecessors } from '../core/pods/reap';
 import { incarnation } from '../core/pods/registry';
@@ -43,6 +43,23 @@ export interface Gateway {
   ready(): boolean;
 }
 
+/** The namespaces clients may use (`/`, workspaces, `/admin`), each behind its handshake; any other is refused. */
+function wireNamespaces(ctx: GatewayContext, onConnection: (s: Socket, admin: boolean) => void): void {
+  const { io, cfg, metrics } = ctx;
+  const handshake = createHandshake(ctx);
+  refuseUnknownNamespaces(io, metrics, handshake.refusalOf);
+  installResume(io, ctx, handshake.verify);
+  io.of('/')
+    .use(handshake.middleware())
+    .on('connection', (s) => onConnection(s, false));
+  io.of(handshake.matchWorkspace)
+    .use(handshake.middleware(workspaceCheck(cfg.workspacePattern)))
+    .on('connection', (s) => onConnection(s, false));
+  io.of('/admin')
+    .use(handshake.middleware(adminCheck))
+    .on('connection', (s) => onConnection(s, true));
+}
+
 /** Wires a gateway: HTTP + Socket.IO, the engine, namespaces and their handshakes, events, background tasks, shutdown. */
 export function createGateway(
   cfg: Config,
@@ -74,18 +91,7 @@ export function createGateway(
     client: dispatcher({ ...roomHandlers, ...presenceHandlers, ...inboxHandlers, ...extraHandlers }),
     admin: dispatcher(adminHandlers),
   });
-  const handshake = createHandshake(ctx);
-  refuseUnknownNamespaces(io, metrics, handshake.refusalOf);
-  installResume(io, ctx, handshake.verify);
-  io.of('/')
-    .use(handshake.middleware())
-    .on('connection', (s) => onConnection(s, false));
-  io.of(handshake.matchWorkspace)
-    .use(handshake.middleware(workspaceCheck(cfg.workspacePattern)))
-    .on('connection', (s) => onConnection(s, false));
-  io.of('/admin')
-    .use(handshake.middleware(adminCheck))
-    .on('connection', (s) => onConnection(s, true));
+  wireNamespaces(ctx, onConnection);
   answerClusterRequests(ctx);
 
   let started = false;
