@@ -7,7 +7,7 @@ import { allowedRoom } from './rooms';
 import { requireMethods } from './socketio-internals';
 
 type SocketCtor = new (nsp: Namespace, client: unknown, auth: Record<string, unknown>, session?: unknown) => Socket;
-type Restoring = { restoring?: Set<unknown> };
+type Restoring = { restoring?: Set<unknown>; restored?(sid: string, readTo: ReadonlyMap<number, unknown>): void };
 
 /**
  * Connection state recovery, re-authorized. Socket.IO restores a session before any middleware
@@ -54,7 +54,9 @@ export function installResume(io: Server, ctx: GatewayContext, verify: (auth: Re
       // Live broadcasts that arrived during the restore, past what it read: right after the missed packets.
       for (const f of r.buffer.frames)
         (socket.client as unknown as { writeToEngine(p: unknown, o: object): void }).writeToEngine(f.encoded, f.opts);
-      (nsp.adapter as unknown as Restoring).restoring?.delete(r.buffer);
+      const adapter = nsp.adapter as unknown as Restoring;
+      adapter.restoring?.delete(r.buffer);
+      adapter.restored?.(socket.id, r.buffer.readTo);
       socket.data = { ...socket.data, principal };
       (socket as unknown as { [REVOKED]?: string[] })[REVOKED] = r.revoked;
       return socket;

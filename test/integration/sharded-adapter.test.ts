@@ -3,7 +3,7 @@ import path from 'path';
 import type { Socket as ClientSocket } from 'socket.io-client';
 import { Shards } from '../../services/core/adapter/shards';
 import { clientRoom } from '../../services/core/redis/keys';
-import { closeClients, connect, metricValue, RunningGateway, startGateways, token, until } from '../helpers/cluster';
+import { client, closeClients, connect, metricValue, RunningGateway, startGateways, token, until, waitFor } from '../helpers/cluster';
 import { startRedis, TestRedis } from '../helpers/redis';
 import { startRedisCluster, TestRedisCluster } from '../helpers/redis-cluster';
 
@@ -132,6 +132,47 @@ describe.each([
     } finally {
       proto.send = original;
     }
+  });
+
+  test('a recovery while its live feed is broken, then the gap fill: the recovered socket gets each missed message once', async () => {
+    const room = 'gap-restore';
+    const member = await user('mia', 0); // gateway 0 holds the room's live feed
+    expect(await member.emitWithAck('join-room', room)).toMatchObject({ ok: true });
+    const tok = await token('cid');
+    const first = client(gws[1].url, { token: tok }, { reconnection: false });
+    await waitFor(first, 'connect');
+    expect(await first.emitWithAck('join-room', room)).toMatchObject({ ok: true });
+    const sender = await user('sol', 1);
+    const seenFirst = tally(first);
+    const warm = await sender.emitWithAck('message', { roomId: room, text: 'before' });
+    await until(() => seenFirst.get(warm.id) === 1, 5000, 'the first message');
+    const firstId = first.id;
+    const pid = (first as unknown as { _pid: string })._pid;
+    const offset = (first as unknown as { _lastOffset: string })._lastOffset;
+    // gateway 0's link of the room's shard breaks (what a Redis restart or a cut connection does):
+    // what arrives is held until the gap is filled
+    type HubInternals = { onDown(shard: number): void; onUp(shard: number): Promise<void> };
+    const hub = (gws[0].gateway.io.of('/').adapter as unknown as { hub: HubInternals }).hub;
+    const shard = new Shards(prefix, gws[0].cfg.adapterShards).of('/', clientRoom(room));
+    hub.onDown(shard);
+    (first.io.engine as unknown as { close(): void }).close(); // a transport close: the session stays
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await sender.emitWithAck('message', { roomId: room, text: `missed ${i}` })).id);
+    const seenByMember = tally(member);
+    // the client recovers on gateway 0 during the gap: its restore replays the three
+    const again = client(gws[0].url, { token: tok, pid, offset }, { reconnection: false });
+    const seen = tally(again);
+    await waitFor(again, 'connect');
+    expect(again.id).toBe(firstId); // recovered (a fresh client object cannot tell `recovered` itself)
+    await until(() => ids.every((id) => seen.get(id) === 1), 5000, 'the missed messages replayed');
+    // the link is back: the gap is filled for every member, the recovered socket included
+    await hub.onUp(shard);
+    await until(() => ids.every((id) => seenByMember.get(id) === 1), 5000, 'the gap filled for the member');
+    await new Promise((r) => setTimeout(r, 300)); // a duplicate would arrive right behind
+    expect(ids.map((id) => seen.get(id))).toEqual([1, 1, 1]);
+    expect(ids.map((id) => seenByMember.get(id))).toEqual([1, 1, 1]);
+    const after = await sender.emitWithAck('message', { roomId: room, text: 'after' });
+    await until(() => seen.get(after.id) === 1 && seenByMember.get(after.id) === 1, 5000, 'live again for both');
   });
 
   test('a live feed cut mid-traffic (its subscriber connections killed) loses nothing acked, and the gap is filled', async () => {

@@ -18,7 +18,7 @@ import type { RedisClient } from '../redis/client';
 import { markFailed, observeLatency, originOf } from './broadcast';
 import type { Hub, HubListener } from './hub';
 import { clientForSlot } from './links';
-import { encodeVector, type EntryId } from './offsets';
+import { compareIds, encodeVector, type EntryId } from './offsets';
 import { NSP_ROOM } from './shards';
 import { bodyData, encodeBody, eventFrame, parseBody, preEncodeFrame } from './wire';
 
@@ -30,6 +30,9 @@ interface BroadcastOptions {
   flags?: { volatile?: boolean; local?: boolean; compress?: boolean; timeout?: number };
 }
 type Packet = { type: number; data: unknown[]; nsp?: string; id?: number };
+
+/** How long what a restore replayed is remembered against a gap fill delivering it again (the recovery window). */
+const REPLAYED_TTL_MS = 120000;
 
 /** How long a join may wait for its room's live feed (a link reconnecting after a Redis restart). */
 const LIVE_WITHIN_MS = 5000;
@@ -71,6 +74,14 @@ export class ShardedAdapter extends ClusterAdapter implements HubListener {
   private readonly sockets_: Map<SocketId, Socket>;
   /** Restores in flight on this pod (see RestoreBuffer). */
   readonly restoring = new Set<RestoreBuffer>();
+  /**
+   * What the restores of recent recoveries here replayed, per socket and shard (their read ends),
+   * in insertion order. A gap fill of a live feed that broke during a restore (a Redis restart, a
+   * link cut) delivers the gap to every member afterwards; the restored socket got those entries
+   * in its missed packets already and must not get them twice. An entry goes once a later entry
+   * of that shard reached the socket, or after REPLAYED_TTL_MS.
+   */
+  private readonly replayedTo = new Map<SocketId, { at: number; shards: Map<number, EntryId> }>();
 
   constructor(
     nsp: Namespace,
@@ -210,6 +221,17 @@ export class ShardedAdapter extends ClusterAdapter implements HubListener {
     this.forEachRecipient(opts.rooms, opts.except, (socket) => write(socket, encoded, packetOpts));
   }
 
+  /** A socket was restored here from its rooms' histories up to `readTo` (per shard): a gap fill must not deliver those entries to it again. */
+  restored(sid: SocketId, readTo: ReadonlyMap<number, EntryId>): void {
+    const now = Date.now();
+    for (const [k, v] of this.replayedTo) {
+      if (now - v.at <= REPLAYED_TTL_MS) break;
+      this.replayedTo.delete(k);
+    }
+    this.replayedTo.delete(sid);
+    if (readTo.size) this.replayedTo.set(sid, { at: now, shards: new Map(readTo) });
+  }
+
   /** A live entry of one of this namespace's rooms (the hub calls it in shard order). */
   live(room: Room, shard: number, id: EntryId | null, text: string): void {
     const body = parseBody(text);
@@ -251,8 +273,17 @@ export class ShardedAdapter extends ClusterAdapter implements HubListener {
     }
     const except = body.except.length ? new Set(body.except) : undefined;
     const target = room === NSP_ROOM ? new Set<Room>() : new Set([room]);
+    const replayed = id && this.replayedTo.size ? this.replayedTo : undefined;
     let n = 0;
     this.forEachRecipient(target, except, (socket) => {
+      if (replayed) {
+        const r = replayed.get(socket.id);
+        const to = r?.shards.get(shard);
+        if (to) {
+          if (compareIds(id!, to) <= 0) return; // its restore replayed it
+          r!.shards.delete(shard);
+        }
+      }
       n++;
       write(socket, encoded, packetOpts);
     });
