@@ -175,6 +175,74 @@ describe.each([
     await until(() => seen.get(after.id) === 1 && seenByMember.get(after.id) === 1, 5000, 'live again for both');
   });
 
+  test('a live feed that drops again while its gap is being filled: what was published meanwhile is filled too', async () => {
+    const room = 'gap-twice';
+    const member = await user('max', 0);
+    expect(await member.emitWithAck('join-room', room)).toMatchObject({ ok: true });
+    const seen = tally(member);
+    const sender = await user('sue', 1);
+    const first = await sender.emitWithAck('message', { roomId: room, text: 'first' });
+    await until(() => seen.get(first.id) === 1, 5000, 'the first message');
+    type LinkInternals = { isUp: boolean; restart(): void };
+    type HubInternals = { links: LinkInternals[]; readGap(...args: unknown[]): Promise<unknown> };
+    const hub = (gws[0].gateway.io.of('/').adapter as unknown as { hub: HubInternals }).hub;
+    const link = hub.links[new Shards(prefix, gws[0].cfg.adapterShards).of('/', clientRoom(room))];
+    // The fill's history read is slow (held here until released): the link drops again meanwhile.
+    const readGap = hub.readGap;
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let reading!: () => void;
+    const inFill = new Promise<void>((r) => (reading = r));
+    hub.readGap = async function (this: unknown, ...args: unknown[]) {
+      reading();
+      await released;
+      return readGap.apply(this, args);
+    };
+    try {
+      link.restart(); // first drop: a gap, filled once the link is back
+      await until(() => !link.isUp, 2000, 'the link down');
+      const during1 = await sender.emitWithAck('message', { roomId: room, text: 'during the first drop' });
+      await inFill; // the link is back and its fill reads the gap (up to a barrier taken now)
+      let during2: { id: string } | undefined;
+      for (let attempt = 0; attempt < 5 && !during2; attempt++) {
+        link.restart(); // second drop, during the fill
+        await until(() => !link.isUp, 2000, 'the link down again');
+        const ack = await sender.emitWithAck('message', { roomId: room, text: 'during the second drop' });
+        if (!link.isUp)
+          during2 = ack; // published while nothing was subscribed: it never arrives live
+        else await sender.emitWithAck('message', { roomId: room, text: 'too late, try again' });
+      }
+      expect(during2).toBeDefined();
+      await until(() => link.isUp, 5000, 'the link back');
+      release();
+      await until(() => seen.get(during1.id) === 1 && seen.get(during2!.id) === 1, 10000, 'both gaps filled');
+    } finally {
+      release();
+      hub.readGap = readGap;
+    }
+    const after = await sender.emitWithAck('message', { roomId: room, text: 'after' });
+    await until(() => seen.get(after.id) === 1, 5000, 'live again');
+    expect([...seen.values()].every((n) => n === 1)).toBe(true);
+  });
+
+  test('a barrier asked while its link is down is answered once the link is back, without restarting it', async () => {
+    type LinkInternals = { isUp: boolean; generation: number; restart(): void };
+    type HubInternals = { links: LinkInternals[]; barrier(shard: number): Promise<{ ms: number; seq: number }> };
+    const hub = (gws[0].gateway.io.of('/').adapter as unknown as { hub: HubInternals }).hub;
+    const shard = 3;
+    const link = hub.links[shard];
+    link.restart();
+    await until(() => !link.isUp, 2000, 'the link down');
+    const generation = link.generation;
+    const t0 = Date.now();
+    const answer = await hub.barrier(shard); // its answer would have gone to the dropped connection
+    expect(Date.now() - t0).toBeLessThan(3000); // not the 5 s timeout
+    expect(answer.ms).toBeGreaterThanOrEqual(0);
+    await new Promise((r) => setTimeout(r, 6000)); // past the barrier timeout: nothing restarts the link
+    expect(link.isUp).toBe(true);
+    expect(link.generation).toBe(generation + 1);
+  });
+
   test('a live feed cut mid-traffic (its subscriber connections killed) loses nothing acked, and the gap is filled', async () => {
     const rooms = roomsOnDistinctShards(prefix, gws[0].cfg.adapterShards, 4);
     const listener = await user('lena', 2);

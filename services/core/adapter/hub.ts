@@ -34,10 +34,24 @@ interface Sub {
   timer?: NodeJS.Timeout;
 }
 
+interface Barrier {
+  shard: number;
+  resolve(id: EntryId): void;
+  reject(e: Error): void;
+  timer: NodeJS.Timeout;
+  onAnswer?: (id: EntryId) => void;
+  /** The link's connection (generation) it was sent on; -1: sent while the link was down. */
+  sentOn: number;
+  /** Asked a second time already (a barrier is sent at most twice). */
+  resent: boolean;
+}
+
 interface Gap {
   /** Live messages held while the gap is filled (delivered after it, those past the fill). */
   held: Array<{ channel: string; payload: string }>;
   filling?: boolean;
+  /** How often the link went down since the gap began: a fill during which it dropped again is not enough. */
+  drops: number;
 }
 
 export class Hub {
@@ -47,10 +61,7 @@ export class Hub {
   private links: ShardLink[] = [];
   private subs = new Map<string, Sub>();
   private listeners = new Map<string, HubListener>();
-  private barriers = new Map<
-    string,
-    { shard: number; resolve(id: EntryId): void; reject(e: Error): void; timer: NodeJS.Timeout; onAnswer?: (id: EntryId) => void }
-  >();
+  private barriers = new Map<string, Barrier>();
   private gaps = new Map<number, Gap>();
   private started = false;
   private stopped = false;
@@ -148,20 +159,48 @@ export class Hub {
    */
   barrier(shard: number, onAnswer?: (id: EntryId) => void): Promise<EntryId> {
     const token = randomBytes(6).toString('hex');
-    const channel = this.shards.barrierChannel(shard, this.processId);
+    const link = this.links[shard];
     return new Promise<EntryId>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const entry: Barrier = { shard, resolve, reject, timer: undefined as unknown as NodeJS.Timeout, onAnswer, sentOn: -1, resent: false };
+      const expire = () => {
+        // Sent while the link was down, or on a connection that has gone since (the answer went with
+        // it): asked again on the live one, once. Silent on the connection it was sent on: that
+        // connection is stuck, restart it.
+        if (link.isUp && link.generation !== entry.sentOn && !entry.resent) {
+          entry.resent = true;
+          this.sendBarrier(token, entry);
+          entry.timer = setTimeout(expire, BARRIER_TIMEOUT_MS).unref();
+          return;
+        }
         this.barriers.delete(token);
         reject(new UnavailableError(`the live feed of shard ${shard} did not answer; retry later`));
-        this.links[shard].restart();
-      }, BARRIER_TIMEOUT_MS).unref();
-      this.barriers.set(token, { shard, resolve, reject, timer, onAnswer });
-      this.redis.shardBarrier(this.shards.seq(shard), channel, token).catch((e: Error) => {
-        clearTimeout(timer);
-        this.barriers.delete(token);
-        reject(e);
-      });
+        if (link.isUp && link.generation === entry.sentOn) link.restart();
+      };
+      entry.timer = setTimeout(expire, BARRIER_TIMEOUT_MS).unref();
+      this.barriers.set(token, entry);
+      this.sendBarrier(token, entry);
     });
+  }
+
+  private sendBarrier(token: string, b: Barrier): void {
+    const link = this.links[b.shard];
+    b.sentOn = link.isUp ? link.generation : -1;
+    this.redis.shardBarrier(this.shards.seq(b.shard), this.shards.barrierChannel(b.shard, this.processId), token).catch((e: Error) => {
+      if (this.barriers.get(token) !== b) return;
+      clearTimeout(b.timer);
+      this.barriers.delete(token);
+      b.reject(e);
+    });
+  }
+
+  /** The link of `shard` is up on a new connection: barriers sent before it cannot be answered any more; ask again. */
+  private resendBarriers(shard: number): void {
+    const link = this.links[shard];
+    for (const [token, b] of this.barriers) {
+      if (b.shard !== shard || b.sentOn === link.generation || b.resent) continue;
+      b.resent = true;
+      this.sendBarrier(token, b);
+    }
   }
 
   private advance(shard: number, id: EntryId): void {
@@ -216,7 +255,9 @@ export class Hub {
 
   /** The link broke: hold what arrives until the gap is filled (`onUp`). */
   private onDown(shard: number): void {
-    if (!this.gaps.has(shard)) this.gaps.set(shard, { held: [] });
+    const gap = this.gaps.get(shard);
+    if (gap) gap.drops++;
+    else this.gaps.set(shard, { held: [], drops: 0 });
     this.metrics.redisErrors.inc({ op: 'adapter_link' });
     this.logger.debug({ shard, at: this.vector.get(shard) }, 'live feed of a shard down; holding it until the gap is filled');
   }
@@ -229,6 +270,7 @@ export class Hub {
    * link stays up; the messages stay held until it succeeds.
    */
   private async onUp(shard: number): Promise<void> {
+    this.resendBarriers(shard);
     const gap = this.gaps.get(shard);
     if (!gap || gap.filling) return;
     gap.filling = true;
@@ -240,7 +282,11 @@ export class Hub {
       }
       try {
         if (this.redis.status !== 'ready') await waitReady(this.redis, 10000);
+        const drops = gap.drops;
         await this.fill(shard);
+        // The link dropped again during the fill: what was published while it was down is past the
+        // fill's end and never arrived live. Fill again, from where this one ended.
+        if (gap.drops !== drops) continue;
         this.gaps.delete(shard);
         for (const h of gap.held) this.dispatch(shard, h.channel, h.payload);
         return;

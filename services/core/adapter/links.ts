@@ -53,6 +53,8 @@ export class ShardLink {
   private stopped = false;
   private timer?: NodeJS.Timeout;
   isUp = false;
+  /** Counts the connections that came up: a barrier sent on one is answered on that one only. */
+  generation = 0;
 
   constructor(
     readonly shard: number,
@@ -147,6 +149,7 @@ export class ShardLink {
         () => {
           if (conn !== this.conn) return;
           for (const c of all) if (this.wanted.has(c)) this.confirm(c);
+          this.generation++;
           this.isUp = true;
           this.events.up();
         },
