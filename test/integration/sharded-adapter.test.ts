@@ -243,6 +243,40 @@ describe.each([
     expect(link.generation).toBe(generation + 1);
   });
 
+  test('a room joined before the session is first written stays in the session (a recovery brings it back)', async () => {
+    // The session is written once the user's own room is live (a barrier away); a client that joins
+    // at once (it does not wait for `session`) gets its join recorded first. Slowed down here.
+    type AdapterInternals = { whenLive(rooms: string[], onFloor?: unknown): Promise<unknown> };
+    const adapter = gws[0].gateway.io.of('/').adapter as unknown as AdapterInternals;
+    const whenLive = adapter.whenLive;
+    adapter.whenLive = async function (this: unknown, rooms: string[], onFloor?: unknown) {
+      if (rooms.includes('*')) await new Promise((r) => setTimeout(r, 500)); // the session start's (it includes the namespace room, '*')
+      return whenLive.call(this, rooms, onFloor);
+    };
+    try {
+      const tok = await token('early');
+      const first = client(gws[0].url, { token: tok }, { reconnection: false });
+      await waitFor(first, 'connect');
+      expect(await first.emitWithAck('join-room', 'early-room')).toMatchObject({ ok: true });
+      await waitFor(first, 'session', () => true, 5000);
+      const sender = await user('eve', 1);
+      const seenFirst = tally(first);
+      const warm = await sender.emitWithAck('message', { roomId: 'early-room', text: 'warm' });
+      await until(() => seenFirst.get(warm.id) === 1, 5000, 'the first message');
+      const pid = (first as unknown as { _pid: string })._pid;
+      const offset = (first as unknown as { _lastOffset: string })._lastOffset;
+      const firstId = first.id;
+      (first.io.engine as unknown as { close(): void }).close();
+      const again = await connect(gws[1].url, { token: tok, pid, offset });
+      expect(again.id).toBe(firstId);
+      const seen = tally(again);
+      const m = await sender.emitWithAck('message', { roomId: 'early-room', text: 'after the recovery' });
+      await until(() => seen.get(m.id) === 1, 5000, 'the message in the room joined early');
+    } finally {
+      adapter.whenLive = whenLive;
+    }
+  });
+
   test('a live feed cut mid-traffic (its subscriber connections killed) loses nothing acked, and the gap is filled', async () => {
     const rooms = roomsOnDistinctShards(prefix, gws[0].cfg.adapterShards, 4);
     const listener = await user('lena', 2);

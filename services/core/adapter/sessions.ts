@@ -39,10 +39,11 @@ export class SessionStore {
     const k = this.keys.session(pid);
     const fields: string[] = ['u', userId, 's', sid, 'd', JSON.stringify(data ?? {})];
     for (const [room, id] of floors) fields.push(`r:${room}`, formatId(id));
+    // No DEL first: the pid is new, and a join answered before this write (the client does not wait
+    // for `session`) has recorded its room in the same hash already; it must stay.
     await guarded(this.redis, () =>
       this.redis
         .multi()
-        .del(k)
         .hset(k, ...fields)
         .pexpire(k, this.liveTtl())
         .exec(),
