@@ -9,8 +9,9 @@
  *   get-presence (ids, ack)  -> one MGET of the ids' presence views under REDIS_KEY_PREFIX (the
  *                               gateway's key and value format, no validation); ack({ ok: true, users })
  *
- * Env: PORT, HOST (127.0.0.1), REDIS_URL (required), REDIS_KEY_PREFIX (use a different one from
- * the gateway so the adapter stream is separate). Prints "bare-server ready <port>" once listening
+ * Env: PORT, HOST (127.0.0.1), REDIS_URL (required), REDIS_CLUSTER (true: REDIS_URL is a seed of a
+ * Redis Cluster), REDIS_KEY_PREFIX (use a different one from the gateway so the adapter stream is
+ * separate). Prints "bare-server ready <port>" once listening
  * with Redis ready; exits on SIGTERM/SIGINT.
  *
  * Diagnostics only (off by default; the fan-out passes BENCH_BARE_FEATURES through): BARE_FEATURES,
@@ -25,7 +26,7 @@ import { AsyncLocalStorage } from 'async_hooks';
 import { randomUUID } from 'crypto';
 import http from 'http';
 import { AddressInfo } from 'net';
-import Redis from 'ioredis';
+import Redis, { Cluster } from 'ioredis';
 import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-streams-adapter';
 import { loadConfig } from '../services/core/platform/config';
@@ -41,7 +42,12 @@ if (!cfg.redisUrl) {
 }
 const keys = new Keys(process.env.REDIS_KEY_PREFIX || 'bare');
 
-const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: 2, connectionName: 'bare-adapter' });
+// REDIS_CLUSTER=true (as for the gateway): REDIS_URL is a seed node of a Redis Cluster.
+const redis: Redis | Cluster = cfg.redisCluster
+  ? new Cluster([{ host: new URL(cfg.redisUrl).hostname, port: Number(new URL(cfg.redisUrl).port || 6379) }], {
+      redisOptions: { maxRetriesPerRequest: 2, connectionName: 'bare-adapter' },
+    })
+  : new Redis(cfg.redisUrl, { maxRetriesPerRequest: 2, connectionName: 'bare-adapter' });
 redis.on('error', (e) => process.stderr.write(`bare-server: redis error: ${e.message}\n`));
 
 const httpServer = http.createServer();

@@ -96,10 +96,53 @@ export function perfSummary(file: string, top = 30): PerfSummary {
   };
 }
 
-/** Text summary; `cpuMsPer1k` turns shares into CPU ms per 1,000 deliveries when given. */
-export function formatPerf(title: string, s: PerfSummary, cpuMsPer1k?: number): string {
+/**
+ * Inclusive times (a function and everything it called, `perf report --children`) of the
+ * JavaScript functions whose source matches `match` (e.g. /dist\/services\//): what a code path
+ * costs as a whole, where the self-time summary shows only the leaves (builtins, GC, kernel).
+ */
+export function perfInclusive(
+  file: string,
+  match: RegExp,
+  top = 30,
+): Array<{ symbol: string; group: string; pct: number; selfPct: number }> {
+  const txt = execFileSync('perf', ['report', '-i', file, '--children', '--sort', 'dso,sym', '--stdio', '-g', 'none', '-t', '|'], {
+    encoding: 'utf8',
+    maxBuffer: 256 * 1024 * 1024,
+    stdio: ['ignore', 'pipe', 'ignore'],
+  });
+  const out: Array<{ symbol: string; group: string; pct: number; selfPct: number }> = [];
+  for (const line of txt.split('\n')) {
+    if (!line.trim() || line.startsWith('#')) continue;
+    const [children, self, dso, sym] = line.split('|');
+    if (sym === undefined || !dso.trim().startsWith('[JIT]') || !match.test(sym)) continue;
+    const c = classify(dso.trim(), sym);
+    out.push({ symbol: c.symbol, group: c.group, pct: parseFloat(children), selfPct: parseFloat(self) });
+  }
+  // The same function can appear once per optimization tier: merge by name.
+  const merged = new Map<string, { symbol: string; group: string; pct: number; selfPct: number }>();
+  for (const x of out) {
+    const m = merged.get(x.symbol);
+    if (m) {
+      m.pct += x.pct;
+      m.selfPct += x.selfPct;
+    } else merged.set(x.symbol, { ...x });
+  }
+  return [...merged.values()].sort((a, b) => b.pct - a.pct).slice(0, top);
+}
+
+/** Text of perfInclusive's list; `cpuMsPer1k` as in formatPerf. */
+export function formatInclusive(title: string, xs: ReturnType<typeof perfInclusive>, cpuMsPer1k?: number, unit = 'deliveries'): string {
+  const ms = (pct: number) => (cpuMsPer1k ? `${((pct / 100) * cpuMsPer1k).toFixed(3).padStart(8)} ms/1k ${unit}` : '');
+  const lines = [`${title}: inclusive time (the function and all it called), % of all samples:`];
+  for (const x of xs) lines.push(`  ${x.pct.toFixed(1).padStart(5)}% ${ms(x.pct)}  ${x.symbol.slice(0, 110)}`);
+  return lines.join('\n');
+}
+
+/** Text summary; `cpuMsPer1k` turns shares into CPU ms per 1,000 `unit`s (deliveries unless told) when given. */
+export function formatPerf(title: string, s: PerfSummary, cpuMsPer1k?: number, unit = 'deliveries'): string {
   const ms = (pct: number) => (cpuMsPer1k ? `${((pct / 100) * cpuMsPer1k).toFixed(3).padStart(7)} ms/1k` : '');
-  const lines = [`${title}: ${s.samples} CPU-time samples; self time by group${cpuMsPer1k ? ' (and CPU ms per 1k deliveries)' : ''}:`];
+  const lines = [`${title}: ${s.samples} CPU-time samples; self time by group${cpuMsPer1k ? ` (and CPU ms per 1k ${unit})` : ''}:`];
   for (const g of s.groups.slice(0, 18)) lines.push(`  ${g.pct.toFixed(1).padStart(5)}% ${ms(g.pct)}  ${g.group}`);
   lines.push('  top symbols:');
   for (const x of s.symbols.slice(0, 25)) lines.push(`  ${x.pct.toFixed(2).padStart(5)}%  ${x.symbol.slice(0, 110)}`);

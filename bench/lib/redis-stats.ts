@@ -3,20 +3,36 @@ import Redis from 'ioredis';
 /** Calls per Redis command (lower-case name) from INFO commandstats. */
 export type CommandCounts = Record<string, number>;
 
-/** Reads INFO commandstats of the benchmark's Redis (one short-lived connection per call). */
+/**
+ * Reads INFO commandstats of the benchmark's Redis (one short-lived connection per call). On a
+ * loaded machine a connect can take seconds: a long connect timeout, and up to 3 attempts.
+ */
 export async function commandCounts(url: string): Promise<CommandCounts> {
-  const r = new Redis(url, { maxRetriesPerRequest: 1, lazyConnect: true, connectionName: 'bench-stats' });
-  try {
-    await r.connect();
-    const info = await r.info('commandstats');
-    const out: CommandCounts = {};
-    for (const line of info.split('\n')) {
-      const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim());
-      if (m) out[m[1]] = Number(m[2]);
+  for (let attempt = 1; ; attempt++) {
+    const r = new Redis(url, {
+      maxRetriesPerRequest: 1,
+      lazyConnect: true,
+      connectTimeout: 30000,
+      retryStrategy: () => null,
+      connectionName: 'bench-stats',
+    });
+    r.on('error', () => {
+      /* reported by the rejected command */
+    });
+    try {
+      await r.connect();
+      const info = await r.info('commandstats');
+      const out: CommandCounts = {};
+      for (const line of info.split('\n')) {
+        const m = /^cmdstat_([^:]+):calls=(\d+)/.exec(line.trim());
+        if (m) out[m[1]] = Number(m[2]);
+      }
+      return out;
+    } catch (e) {
+      if (attempt >= 3) throw e;
+    } finally {
+      r.disconnect();
     }
-    return out;
-  } finally {
-    r.disconnect();
   }
 }
 

@@ -25,6 +25,8 @@ export interface Row {
   digits?: number;
   /** Target on the ratio gateway/bare, e.g. { min: 0.9 } or { max: 1.2 }. */
   target?: { min?: number; max?: number };
+  /** Target on the gateway's value itself (e.g. { max: 10 } us per message), when the ratio to bare is not what is targeted. */
+  gatewayTarget?: { min?: number; max?: number };
   /** No ratio column (e.g. counts that are 0). */
   noRatio?: boolean;
 }
@@ -35,12 +37,21 @@ export function ratio(g: number, b: number): number {
 }
 
 export function targetMet(r: Row): boolean | undefined {
-  if (!r.target) return undefined;
-  const x = ratio(r.gateway, r.bare);
+  const t = r.target ?? r.gatewayTarget;
+  if (!t) return undefined;
+  const x = r.target ? ratio(r.gateway, r.bare) : r.gateway;
   if (!Number.isFinite(x)) return false;
-  if (r.target.min !== undefined && x < r.target.min) return false;
-  if (r.target.max !== undefined && x > r.target.max) return false;
+  if (t.min !== undefined && x < t.min) return false;
+  if (t.max !== undefined && x > t.max) return false;
   return true;
+}
+
+/** The target of a row as text: `>= 0.9` (ratio gateway/bare) or `gateway <= 10` (the gateway's value). */
+export function targetText(r: Row): string {
+  const t = r.target ?? r.gatewayTarget;
+  if (!t) return '';
+  const want = t.min !== undefined ? `>= ${t.min}` : `<= ${t.max}`;
+  return r.target ? want : `gateway ${want}`;
 }
 
 function fmt(v: number, digits = 0): string {
@@ -53,11 +64,7 @@ export function sideBySide(rows: Row[], columns: [string, string] = ['gateway', 
   const head = ['metric', columns[0], columns[1], 'ratio', 'target'];
   const body = rows.map((r) => {
     const x = ratio(r.gateway, r.bare);
-    let target = '';
-    if (r.target) {
-      const want = r.target.min !== undefined ? `>= ${r.target.min}` : `<= ${r.target.max}`;
-      target = `${want} ${targetMet(r) ? 'PASS' : 'FAIL'}`;
-    }
+    const target = r.target || r.gatewayTarget ? `${targetText(r)} ${targetMet(r) ? 'PASS' : 'FAIL'}` : '';
     return [
       r.metric,
       fmt(r.gateway, r.digits),
@@ -85,6 +92,7 @@ export function rowsJson(rows: Row[]): Array<Record<string, unknown>> {
     bare: Number.isFinite(r.bare) ? r.bare : null,
     ratio: r.noRatio || !Number.isFinite(ratio(r.gateway, r.bare)) ? null : Number(ratio(r.gateway, r.bare).toFixed(4)),
     target: r.target ?? null,
+    gatewayTarget: r.gatewayTarget ?? null,
     targetMet: targetMet(r) ?? null,
   }));
 }

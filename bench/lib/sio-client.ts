@@ -16,10 +16,46 @@ export interface ConnectOptions {
   /** Source address on loopback (127.0.0.x) to spread ephemeral ports. */
   localAddress?: string;
   timeoutMs?: number;
+  /**
+   * Set before the connection opens: packets the server writes right behind its CONNECT answer
+   * (a recovered session's missed packets) arrive in the same network read, before `connect()`
+   * resolves.
+   */
+  onEvent?: (raw: string) => void;
+  /**
+   * Keep `lastOffset` as socket.io-client v4 does (the last argument of every event, when it is a
+   * string), so that a reconnect can send `{ pid, offset }` (see `recoveryAuth`).
+   */
+  trackOffset?: boolean;
+}
+
+/**
+ * The last argument of a raw event packet (`42[...]` / `42<ack id>[...]`) when it is a string,
+ * read from the end without parsing the whole packet (falls back to JSON.parse for escapes).
+ */
+export function lastStringArg(raw: string): string | undefined {
+  if (!raw.endsWith('"]')) return undefined;
+  const open = raw.lastIndexOf('"', raw.length - 3);
+  if (open < 0) return undefined;
+  const before = raw.charCodeAt(open - 1);
+  if (before !== 44 && before !== 91) return undefined; // ',' or '['
+  const value = raw.slice(open + 1, raw.length - 2);
+  if (!value.includes('\\')) return value;
+  try {
+    const args = JSON.parse(raw.slice(raw.indexOf('['))) as unknown[];
+    const last = args[args.length - 1];
+    return typeof last === 'string' ? last : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export class SioClient {
   sid?: string;
+  /** The session id of connection state recovery (the server's CONNECT answer), when it has one. */
+  pid?: string;
+  /** With `trackOffset`: the last string argument of the last event (socket.io-client's `_lastOffset`). */
+  lastOffset?: string;
   connected = false;
   /** Raw event packets (the whole `42...` string). */
   onEvent?: (raw: string) => void;
@@ -34,6 +70,8 @@ export class SioClient {
     const url = `${baseUrl.replace(/^http/, 'ws')}/socket.io/?EIO=4&transport=websocket`;
     const ws = new WebSocket(url, { perMessageDeflate: false, localAddress: opts.localAddress, handshakeTimeout: opts.timeoutMs ?? 10000 });
     const c = new SioClient(ws);
+    c.onEvent = opts.onEvent;
+    const track = opts.trackOffset === true;
     return new Promise<SioClient>((resolve, reject) => {
       let settled = false;
       const done = (err?: Error) => {
@@ -74,6 +112,10 @@ export class SioClient {
         }
         switch (s.charCodeAt(1)) {
           case 50: // '2' EVENT
+            if (track) {
+              const off = lastStringArg(s);
+              if (off !== undefined) c.lastOffset = off;
+            }
             c.onEvent?.(s);
             return;
           case 51: {
@@ -91,7 +133,9 @@ export class SioClient {
           }
           case 48: // '0' CONNECT
             try {
-              c.sid = (JSON.parse(s.slice(2)) as { sid?: string }).sid;
+              const answer = JSON.parse(s.slice(2)) as { sid?: string; pid?: string };
+              c.sid = answer.sid;
+              c.pid = answer.pid;
             } catch {
               /* no payload */
             }
@@ -121,6 +165,8 @@ export class SioClient {
   emitWithAck(event: string, ...args: unknown[]): Promise<unknown> {
     const id = this.nextAck++;
     return new Promise((resolve) => {
+      // ws drops a send on a closing or closed socket without a word: answer at once, as the close handler does.
+      if (this.ws.readyState !== WebSocket.OPEN) return resolve({ ok: false, error: { code: 'closed', message: 'connection closed' } });
       this.acks.set(id, resolve);
       this.ws.send(`42${id}${JSON.stringify([event, ...args])}`);
     });
@@ -128,6 +174,16 @@ export class SioClient {
 
   emit(event: string, ...args: unknown[]): void {
     this.ws.send(`42${JSON.stringify([event, ...args])}`);
+  }
+
+  /**
+   * What socket.io-client v4 sends in its CONNECT packet on a reconnect: `{ pid, offset, ...auth }`
+   * (Socket#_sendConnectPacket), once it has a pid; `offset` is left out while it has none (JSON
+   * drops an undefined value, as socket.io-client's does).
+   */
+  recoveryAuth(auth: Record<string, unknown> | undefined): Record<string, unknown> | undefined {
+    if (!this.pid) return auth;
+    return { pid: this.pid, ...(this.lastOffset !== undefined ? { offset: this.lastOffset } : {}), ...auth };
   }
 
   /** Closes at once (no close handshake), which is all a benchmark needs. */

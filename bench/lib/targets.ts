@@ -1,6 +1,6 @@
 /**
  * The two systems under test, started as real child processes with a uniform handle:
- *  - gateway: dist/services/gateway/main.js (JWT auth, rate limits off, quiet logs);
+ *  - gateway: dist/services/gateway/main.js (JWT auth, rate limits and rebalancing off, quiet logs);
  *  - bare:    dist/bench/bare-server.js (same Socket.IO options and adapter, minimal handlers).
  * Each cluster gets its own REDIS_KEY_PREFIX, hence its own adapter stream, on the shared Redis.
  */
@@ -82,7 +82,13 @@ async function startOne(kind: Kind, index: number, opts: ClusterOptions): Promis
   const port = await freePort();
   const inspectPort = opts.inspect ? await freePort() : undefined;
   const name = `${kind}-${index}`;
-  const nodeArgs = [...serverNodeArgs(), ...(opts.nodeArgs ?? []), ...(inspectPort ? [`--inspect=127.0.0.1:${inspectPort}`] : [])];
+  const nodeArgs = [
+    '-r',
+    path.join(DIST, 'bench/lib/title-preload.js'),
+    ...serverNodeArgs(),
+    ...(opts.nodeArgs ?? []),
+    ...(inspectPort ? [`--inspect=127.0.0.1:${inspectPort}`] : []),
+  ];
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     HOST: '127.0.0.1',
@@ -90,6 +96,7 @@ async function startOne(kind: Kind, index: number, opts: ClusterOptions): Promis
     REDIS_URL: opts.redisUrl,
     REDIS_KEY_PREFIX: opts.prefix,
     LOG_LEVEL: 'warn',
+    BENCH_PROCESS_TITLE: `${opts.prefix} ${name}`,
     ...opts.env,
   };
   let proc: Managed;
@@ -104,6 +111,10 @@ async function startOne(kind: Kind, index: number, opts: ClusterOptions): Promis
       POD_NAME: `${opts.prefix}-${name}`,
       SHUTDOWN_DELAY_MS: '0',
       DRAIN_TIMEOUT_MS: '1000',
+      // The benchmarks place their clients (e.g. none on one pod of three, all on the pod to be
+      // killed): rebalancing would move them, and these raw clients do not reconnect. As the test
+      // harnesses do; a benchmark can still pass REBALANCE_ENABLED in opts.env.
+      REBALANCE_ENABLED: 'false',
       ...opts.env,
     });
     const diag = process.env.BENCH_GATEWAY_DIAG ? ['-r', path.join(DIST, 'bench/diag-preload.js')] : [];
@@ -120,6 +131,15 @@ async function startOne(kind: Kind, index: number, opts: ClusterOptions): Promis
   const h: ServerHandle = { kind, name, url: `http://127.0.0.1:${port}`, port, metricsPort, pid: proc.pid, proc, inspectPort };
   if (inspectPort) h.inspector = await Inspector.attach(inspectPort);
   return h;
+}
+
+/** Throws, with the end of its output, when a server process of the cluster is no longer running (`what`: during what). */
+export function assertAlive(cluster: Cluster, what: string): void {
+  for (const s of cluster.servers) {
+    if (s.proc.alive()) continue;
+    const code = s.proc.proc.exitCode ?? s.proc.proc.signalCode;
+    throw new Error(`${s.name} (pid ${s.pid}) exited (${code}) during ${what}:\n${s.proc.output().slice(-6000)}`);
+  }
 }
 
 /** Starts `n` server processes of one kind on the shared Redis. */

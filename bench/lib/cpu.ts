@@ -1,0 +1,27 @@
+/** CPU time of a set of processes over a window, from /proc (user + system). */
+import { performance } from 'perf_hooks';
+import { cpuMs } from './proc';
+
+export interface CpuWindow {
+  /** CPU ms of each process over the window (same order as the pids). */
+  ms: number[];
+  total: number;
+  seconds: number;
+}
+
+/** Starts a window; `stop()` reads the processes again. */
+export function cpuWindow(pids: number[]): { stop(): CpuWindow } {
+  const t0 = performance.now();
+  const c0 = pids.map(cpuMs);
+  return {
+    stop() {
+      const ms = pids.map((pid, i) => cpuMs(pid) - c0[i]);
+      return { ms, total: ms.reduce((a, b) => a + b, 0), seconds: (performance.now() - t0) / 1000 };
+    },
+  };
+}
+
+/** CPU of `load` above what `idle` spent per second, over `load`'s duration (ms). */
+export function aboveIdle(load: CpuWindow, idle: CpuWindow): number {
+  return load.total - (idle.total / idle.seconds) * load.seconds;
+}
