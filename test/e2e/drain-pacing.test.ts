@@ -65,8 +65,10 @@ function scenario(label: string, spreadPercent: number): void {
       const t0 = Date.now();
       await c.kill(drained, 'SIGTERM');
       const drainMs = Date.now() - t0;
+      // Every client back (a disconnect can reach a client after kill() returned), then who moved.
+      await sleep(500);
+      await until(() => clients.every((cl) => cl.socket.connected), 30000, 'every client connected again');
       const moved = clients.filter((cl) => cl.disconnects.some((d) => d.at >= t0));
-      await until(() => moved.every((cl) => cl.socket.connected), 30000, 'the moved clients to be back');
       const back = moved.map((cl) => cl.connects.find((k) => k.at >= cl.disconnects.find((d) => d.at >= t0)!.at)!);
       const times = back.map((k) => k.at);
       const figures: DrainFigures = {
