@@ -13,7 +13,7 @@
 import path from 'path';
 import { nodeCounters, startBenchRedisCluster, type NodeCounters } from './lib/redis-cluster';
 import { envInt, Row, writeBenchJson } from './lib/report';
-import { Kind, KINDS } from './lib/targets';
+import { Kind, KINDS, kindOrder } from './lib/targets';
 import { runScale, type ScaleRun } from './scaleout';
 import type { Benchmark, BenchResult } from './lib/types';
 
@@ -28,8 +28,7 @@ interface Params {
 }
 
 function params(): Params {
-  const order = (process.env.BENCH_ORDER ?? 'gateway,bare').split(',').map((s) => s.trim()) as Kind[];
-  if (order.length !== 2 || !KINDS.every((k) => order.includes(k))) throw new Error('BENCH_ORDER must be "gateway,bare" or "bare,gateway"');
+  const order = kindOrder();
   return {
     pods: envInt('BENCH_SPREAD_PODS', 2, 1, 8),
     rooms: envInt('BENCH_SCALE_ROOMS', 1000, 1, 20000),

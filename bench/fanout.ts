@@ -29,7 +29,7 @@ import { formatSummary, summarise } from './lib/profile-summary';
 import { commandCounts, diffCounts, perUnit, total } from './lib/redis-stats';
 import { envInt, median, percentile, Row } from './lib/report';
 import { connectMany, SioClient } from './lib/sio-client';
-import { Cluster, Kind, KINDS, startCluster } from './lib/targets';
+import { Cluster, Kind, kindOrder, startCluster } from './lib/targets';
 import type { Benchmark, BenchContext, BenchResult } from './lib/types';
 import type { BenchRedis } from './lib/redis';
 
@@ -54,8 +54,7 @@ interface Params {
 }
 
 function params(): Params {
-  const order = (process.env.BENCH_ORDER ?? 'gateway,bare').split(',').map((s) => s.trim()) as Kind[];
-  if (order.length !== 2 || !KINDS.every((k) => order.includes(k))) throw new Error('BENCH_ORDER must be "gateway,bare" or "bare,gateway"');
+  const order = kindOrder();
   return {
     clients: envInt('BENCH_CLIENTS', 200, 1, 20000),
     messages: envInt('BENCH_MESSAGES', 2000, 1, 1_000_000),

@@ -14,7 +14,7 @@ import { cpuMs, openFilesLimit, rssKiB, sleep } from './lib/proc';
 import { commandCounts, diffCounts, perUnit } from './lib/redis-stats';
 import { envInt, median, Row } from './lib/report';
 import { connectMany, SioClient } from './lib/sio-client';
-import { Kind, KINDS, ServerHandle, startCluster } from './lib/targets';
+import { Kind, kindOrder, ServerHandle, startCluster } from './lib/targets';
 import type { Benchmark, BenchContext, BenchResult } from './lib/types';
 
 interface Params {
@@ -85,8 +85,7 @@ async function params(ctx: BenchContext, notes: string[]): Promise<Params> {
   const sourceAddresses = wanted > 1 ? await usableSources(Math.min(wanted, 250)) : ['127.0.0.1'];
   if (sourceAddresses.length < wanted)
     notes.push(`only ${sourceAddresses.length} loopback source addresses usable; ephemeral ports may run out`);
-  const order = (process.env.BENCH_ORDER ?? 'gateway,bare').split(',').map((s) => s.trim()) as Kind[];
-  if (order.length !== 2 || !KINDS.every((k) => order.includes(k))) throw new Error('BENCH_ORDER must be "gateway,bare" or "bare,gateway"');
+  const order = kindOrder();
   return {
     connections,
     requested,

@@ -46,7 +46,7 @@ import { sleep } from './lib/proc';
 import { commandCounts, diffCounts } from './lib/redis-stats';
 import { envInt, percentile, Row, writeBenchJson } from './lib/report';
 import { connectMany, SioClient } from './lib/sio-client';
-import { Cluster, Kind, KINDS, startCluster } from './lib/targets';
+import { Cluster, Kind, KINDS, kindOrder, startCluster } from './lib/targets';
 import type { Benchmark, BenchContext, BenchResult } from './lib/types';
 
 interface Params {
@@ -68,8 +68,7 @@ interface Params {
 }
 
 function params(): Params {
-  const order = (process.env.BENCH_ORDER ?? 'gateway,bare').split(',').map((s) => s.trim()) as Kind[];
-  if (order.length !== 2 || !KINDS.every((k) => order.includes(k))) throw new Error('BENCH_ORDER must be "gateway,bare" or "bare,gateway"');
+  const order = kindOrder();
   return {
     clients: envInt('BENCH_RECOVERY_CLIENTS', 2000, 1, 20000),
     dropClients: envInt('BENCH_RECOVERY_DROP_CLIENTS', 200, 0, 20000),

@@ -27,7 +27,7 @@ import { sleep } from './lib/proc';
 import { commandCounts, diffCounts, perUnit, total } from './lib/redis-stats';
 import { envInt, Row, writeBenchJson } from './lib/report';
 import { RoomLoad, twoPodLayout, type LoadNumbers } from './lib/room-load';
-import { assertAlive, Kind, KINDS, startCluster } from './lib/targets';
+import { assertAlive, Kind, KINDS, kindOrder, startCluster } from './lib/targets';
 import type { Benchmark, BenchContext, BenchResult } from './lib/types';
 
 /** The code whose inclusive time the profile lists: the services, Socket.IO, Engine.IO, ws, ioredis, prom-client. */
@@ -47,8 +47,7 @@ interface Params {
 }
 
 function params(): Params {
-  const order = (process.env.BENCH_ORDER ?? 'gateway,bare').split(',').map((s) => s.trim()) as Kind[];
-  if (order.length !== 2 || !KINDS.every((k) => order.includes(k))) throw new Error('BENCH_ORDER must be "gateway,bare" or "bare,gateway"');
+  const order = kindOrder();
   const pods = (process.env.BENCH_SCALE_PODS ?? '1,2,4').split(',').map((s) => Number(s.trim()));
   if (!pods.length || pods.some((n) => !Number.isInteger(n) || n < 1 || n > 8) || pods[0] !== 1)
     throw new Error('BENCH_SCALE_PODS must be a comma-separated list of pod counts (1-8) starting with 1, e.g. "1,2,4"');

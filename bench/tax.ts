@@ -23,7 +23,7 @@ import { sleep } from './lib/proc';
 import { commandCounts, diffCounts } from './lib/redis-stats';
 import { envInt, median, Row, writeBenchJson } from './lib/report';
 import { RoomLoad, twoPodLayout, type LoadNumbers } from './lib/room-load';
-import { Kind, KINDS, startCluster } from './lib/targets';
+import { Kind, KINDS, kindOrder, startCluster } from './lib/targets';
 import type { Benchmark, BenchContext, BenchResult } from './lib/types';
 
 interface Params {
@@ -39,8 +39,7 @@ interface Params {
 }
 
 function params(): Params {
-  const order = (process.env.BENCH_ORDER ?? 'gateway,bare').split(',').map((s) => s.trim()) as Kind[];
-  if (order.length !== 2 || !KINDS.every((k) => order.includes(k))) throw new Error('BENCH_ORDER must be "gateway,bare" or "bare,gateway"');
+  const order = kindOrder();
   return {
     rooms: envInt('BENCH_TAX_ROOMS', 500, 1, 20000),
     members: envInt('BENCH_TAX_MEMBERS', 4, 2, 8),

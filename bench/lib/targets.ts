@@ -13,6 +13,13 @@ import { freePort, Managed, sleep, spawnTracked, waitPort } from './proc';
 export type Kind = 'gateway' | 'bare';
 export const KINDS: Kind[] = ['gateway', 'bare'];
 
+/** The order the kinds run in (BENCH_ORDER: "gateway,bare", the default, or "bare,gateway"). */
+export function kindOrder(): Kind[] {
+  const order = (process.env.BENCH_ORDER ?? 'gateway,bare').split(',').map((s) => s.trim()) as Kind[];
+  if (order.length !== 2 || !KINDS.every((k) => order.includes(k))) throw new Error('BENCH_ORDER must be "gateway,bare" or "bare,gateway"');
+  return order;
+}
+
 /** dist/ root (this file is dist/bench/lib/targets.js). */
 export const DIST = path.resolve(__dirname, '../..');
 export const ROOT = path.resolve(DIST, '..');
