@@ -38,7 +38,7 @@ interface Barrier {
   shard: number;
   resolve(id: EntryId): void;
   reject(e: Error): void;
-  timer: NodeJS.Timeout;
+  timer?: NodeJS.Timeout;
   onAnswer?: (id: EntryId) => void;
   /** The link's connection (generation) it was sent on; -1: sent while the link was down. */
   sentOn: number;
@@ -161,22 +161,15 @@ export class Hub {
     const token = randomBytes(6).toString('hex');
     const link = this.links[shard];
     return new Promise<EntryId>((resolve, reject) => {
-      const entry: Barrier = { shard, resolve, reject, timer: undefined as unknown as NodeJS.Timeout, onAnswer, sentOn: -1, resent: false };
-      const expire = () => {
-        // Sent while the link was down, or on a connection that has gone since (the answer went with
-        // it): asked again on the live one, once. Silent on the connection it was sent on: that
-        // connection is stuck, restart it.
-        if (link.isUp && link.generation !== entry.sentOn && !entry.resent) {
-          entry.resent = true;
-          this.sendBarrier(token, entry);
-          entry.timer = setTimeout(expire, BARRIER_TIMEOUT_MS).unref();
-          return;
-        }
+      const entry: Barrier = { shard, resolve, reject, onAnswer, sentOn: -1, resent: false };
+      // A barrier sent while the link was down, or on a connection that has gone since, is sent
+      // again when the link comes up (resendBarriers). Silent on the connection it was sent on:
+      // that connection is stuck, restart it.
+      entry.timer = setTimeout(() => {
         this.barriers.delete(token);
         reject(new UnavailableError(`the live feed of shard ${shard} did not answer; retry later`));
         if (link.isUp && link.generation === entry.sentOn) link.restart();
-      };
-      entry.timer = setTimeout(expire, BARRIER_TIMEOUT_MS).unref();
+      }, BARRIER_TIMEOUT_MS).unref();
       this.barriers.set(token, entry);
       this.sendBarrier(token, entry);
     });
