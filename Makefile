@@ -17,7 +17,7 @@ build: deps ## Compile TypeScript to dist/
 test-deps: ## Install the system packages the tests need (redis, haproxy, prometheus, chromium, shellcheck, python-socketio)
 	bash scripts/install-test-deps.sh
 
-lint: deps ## ESLint, Prettier (check only) and the import-cycle check
+lint: deps ## Type check (tests included), ESLint, Prettier (check only) and the import-cycle check
 	npm run lint
 
 test: test-deps build lint ## Run every test: lint, unit, integration, e2e and the chart tests

@@ -17,7 +17,7 @@ jest.setTimeout(180000);
 const CLIENTS = 200;
 const DRAIN_TIMEOUT_MS = 8000;
 
-interface DrainFigures {
+type DrainFigures = {
   spreadPercent: number;
   clientsMoved: number;
   firstToLastReconnectMs: number;
@@ -25,7 +25,7 @@ interface DrainFigures {
   peakHandshakesPer250msTimes4: number;
   drainMs: number;
   recovered: number;
-}
+};
 const results: Record<string, DrainFigures> = {};
 
 /** The most timestamps in any window of `ms` (sliding, starting at each timestamp). */
