@@ -1,6 +1,7 @@
 import Redis from 'ioredis';
 import path from 'path';
 import type { Socket as ClientSocket } from 'socket.io-client';
+import { compareIds, decodeVector, type EntryId, type Vector } from '../../services/core/adapter/offsets';
 import { Shards } from '../../services/core/adapter/shards';
 import { clientRoom } from '../../services/core/redis/keys';
 import { client, closeClients, connect, metricValue, RunningGateway, startGateways, token, until, waitFor } from '../helpers/cluster';
@@ -29,6 +30,21 @@ function roomsOnDistinctShards(prefix: string, shards: number, n: number): strin
     out.push(room);
   }
   return out;
+}
+
+/** Sends `text` into `room` and resolves with the position vector `member` got with it. */
+async function offsetOf(member: ClientSocket, sender: ClientSocket, room: string, text: string, shards = 16): Promise<Vector> {
+  const got = new Promise<unknown[]>((resolve) => {
+    const on = (...args: unknown[]) => {
+      if ((args[0] as { text?: string })?.text !== text) return;
+      member.off('message', on);
+      resolve(args);
+    };
+    member.on('message', on);
+  });
+  expect(await sender.emitWithAck('message', { roomId: room, text })).toMatchObject({ ok: true });
+  const args = await got;
+  return decodeVector(args[args.length - 1], shards)!;
 }
 
 function tally(s: ClientSocket): Map<string, number> {
@@ -241,6 +257,60 @@ describe.each([
     await new Promise((r) => setTimeout(r, 6000)); // past the barrier timeout: nothing restarts the link
     expect(link.isUp).toBe(true);
     expect(link.generation).toBe(generation + 1);
+  });
+
+  test('a join into a room live on the pod takes its floor from the live feed, without a barrier, and exactly', async () => {
+    type Internals = { whenLive(rooms: string[]): Promise<Map<string, EntryId>>; shardOf(room: string): number };
+    const adapter = gws[0].gateway.io.of('/').adapter as unknown as Internals;
+    const floors = (how: string) => metricValue(gws[0].metrics, 'realtime_adapter_floors_total', { how });
+    const room = 'floor-room';
+    const shard = adapter.shardOf(clientRoom(room));
+    const member = await user('floor-a', 0);
+    expect(await member.emitWithAck('join-room', room)).toMatchObject({ ok: true });
+    const sender = await user('floor-s', 1);
+    const before = await offsetOf(member, sender, room, 'before');
+    const [known0, barrier0] = [await floors('known'), await floors('barrier')];
+    // The room is live on pod 0: its floor is where pod 0 stands, with no round trip to Redis.
+    const floor = (await adapter.whenLive([clientRoom(room)])).get(clientRoom(room))!;
+    expect([await floors('known'), await floors('barrier')]).toEqual([known0 + 1, barrier0]);
+    expect(compareIds(floor, before.get(shard)!)).toBeGreaterThanOrEqual(0); // nothing before the join is replayed
+    const after = await offsetOf(member, sender, room, 'after');
+    expect(compareIds(floor, after.get(shard)!)).toBeLessThan(0); // everything after it is
+    // A room nobody on pod 0 is in: subscribed now, so a barrier gives its floor.
+    await adapter.whenLive([clientRoom('floor-room-new')]);
+    expect(await floors('barrier')).toBe(barrier0 + 1);
+    // A second user's connect and join: the namespace room and the room are live, its own user room is new.
+    const [known1, barrier1] = [await floors('known'), await floors('barrier')];
+    const second = await user('floor-b', 0);
+    expect(await second.emitWithAck('join-room', room)).toMatchObject({ ok: true });
+    expect(await floors('barrier')).toBe(barrier1 + 1);
+    expect(await floors('known')).toBeGreaterThanOrEqual(known1 + 2);
+  });
+
+  test('concurrent barriers on a shard share round trips, and each answer covers what was published before it was asked', async () => {
+    type HubInternals = { barrier(shard: number): Promise<EntryId>; sendBarrier(...a: unknown[]): void };
+    const adapter = gws[0].gateway.io.of('/').adapter as unknown as { hub: HubInternals; shardOf(room: string): number };
+    const hub = adapter.hub;
+    const room = 'barrier-room';
+    const shard = adapter.shardOf(clientRoom(room));
+    const member = await user('barrier-a', 0);
+    expect(await member.emitWithAck('join-room', room)).toMatchObject({ ok: true });
+    const sender = await user('barrier-s', 1);
+    const published = await offsetOf(member, sender, room, 'published');
+    const send = hub.sendBarrier;
+    let sent = 0;
+    hub.sendBarrier = function (this: unknown, ...a: unknown[]) {
+      sent++;
+      send.apply(this, a);
+    };
+    try {
+      const answers = await Promise.all(Array.from({ length: 50 }, () => hub.barrier(shard)));
+      expect(sent).toBeGreaterThanOrEqual(1);
+      expect(sent).toBeLessThanOrEqual(2); // one on the wire, one for everyone who asked meanwhile
+      for (const a of answers) expect(compareIds(a, published.get(shard)!)).toBeGreaterThanOrEqual(0);
+    } finally {
+      hub.sendBarrier = send;
+    }
   });
 
   test('a room joined before the session is first written stays in the session (a recovery brings it back)', async () => {

@@ -34,12 +34,18 @@ interface Sub {
   timer?: NodeJS.Timeout;
 }
 
-interface Barrier {
-  shard: number;
+/** One caller of `floor`/`barrier`: answered in the tick the answer arrives. */
+interface Waiter {
   resolve(id: EntryId): void;
   reject(e: Error): void;
-  timer?: NodeJS.Timeout;
   onAnswer?: (id: EntryId) => void;
+}
+
+/** One barrier on the wire: every caller that asked before it was sent shares its answer. */
+interface Barrier {
+  shard: number;
+  waiters: Waiter[];
+  timer?: NodeJS.Timeout;
   /** The link's connection (generation) it was sent on; -1: sent while the link was down. */
   sentOn: number;
   /** Asked a second time already (a barrier is sent at most twice). */
@@ -62,6 +68,9 @@ export class Hub {
   private subs = new Map<string, Sub>();
   private listeners = new Map<string, HubListener>();
   private barriers = new Map<string, Barrier>();
+  /** Per shard: is a barrier on the wire, and who asked since it was sent (they get the next one). */
+  private inFlight = new Set<number>();
+  private queued = new Map<number, Waiter[]>();
   private gaps = new Map<number, Gap>();
   private started = false;
   private stopped = false;
@@ -96,11 +105,14 @@ export class Hub {
   stop(): void {
     this.stopped = true;
     for (const l of this.links) l.stop();
+    const closed = new Error('adapter closed');
     for (const b of this.barriers.values()) {
       clearTimeout(b.timer);
-      b.reject(new Error('adapter closed'));
+      for (const w of b.waiters) w.reject(closed);
     }
+    for (const q of this.queued.values()) for (const w of q) w.reject(closed);
     this.barriers.clear();
+    this.queued.clear();
   }
 
   listen(nsp: string, l: HubListener): void {
@@ -153,37 +165,83 @@ export class Hub {
   }
 
   /**
+   * The position from which `channels` (all of shard `shard`) reach this process's sockets, when
+   * it is known without Redis: every channel subscribed on the link's live connection, no gap
+   * being filled, and the shard has a position. Read in the tick a socket joins (or a restore
+   * starts buffering), it is exact: every entry delivered from then on comes after it, and none
+   * before it was for that socket. `undefined`: ask a barrier (`floorBarrier`).
+   */
+  knownFloor(shard: number, channels: readonly string[]): EntryId | undefined {
+    const link = this.links[shard];
+    const at = this.vector.get(shard);
+    if (!at || !link?.isUp || this.gaps.has(shard) || !channels.every((c) => link.isActive(c))) return undefined;
+    this.metrics.adapterFloors.inc({ how: 'known' });
+    return at;
+  }
+
+  /** A floor that is not known (`knownFloor`): a barrier, counted. */
+  floorBarrier(shard: number, onAnswer?: (id: EntryId) => void): Promise<EntryId> {
+    this.metrics.adapterFloors.inc({ how: 'barrier' });
+    return this.barrier(shard, onAnswer);
+  }
+
+  /**
    * The shard's position once everything published to it so far reached this process.
    * `onAnswer` runs in the very tick the answer arrives, before any message behind it on the link
-   * (a promise's continuation would run only after the rest of that network read).
+   * (a promise's continuation would run only after the rest of that network read). Callers share
+   * barriers: one is on the wire per shard at a time, and whoever asks meanwhile gets the next one
+   * (sent once it is answered, so after they asked): a restore storm costs a barrier per shard
+   * and round trip, not one per restore.
    */
   barrier(shard: number, onAnswer?: (id: EntryId) => void): Promise<EntryId> {
+    return new Promise<EntryId>((resolve, reject) => {
+      const q = this.queued.get(shard);
+      if (q) q.push({ resolve, reject, onAnswer });
+      else this.queued.set(shard, [{ resolve, reject, onAnswer }]);
+      if (!this.inFlight.has(shard)) this.launch(shard);
+    });
+  }
+
+  /** Sends one barrier for everyone queued on `shard`. */
+  private launch(shard: number): void {
+    const waiters = this.queued.get(shard);
+    if (!waiters?.length) return;
+    this.queued.delete(shard);
+    this.inFlight.add(shard);
     const token = randomBytes(6).toString('hex');
     const link = this.links[shard];
-    return new Promise<EntryId>((resolve, reject) => {
-      const entry: Barrier = { shard, resolve, reject, onAnswer, sentOn: -1, resent: false };
-      // A barrier sent while the link was down, or on a connection that has gone since, is sent
-      // again when the link comes up (resendBarriers). Silent on the connection it was sent on:
-      // that connection is stuck, restart it.
-      entry.timer = setTimeout(() => {
-        this.barriers.delete(token);
-        reject(new UnavailableError(`the live feed of shard ${shard} did not answer; retry later`));
-        if (link.isUp && link.generation === entry.sentOn) link.restart();
-      }, BARRIER_TIMEOUT_MS).unref();
-      this.barriers.set(token, entry);
-      this.sendBarrier(token, entry);
-    });
+    const entry: Barrier = { shard, waiters, sentOn: -1, resent: false };
+    // A barrier sent while the link was down, or on a connection that has gone since, is sent
+    // again when the link comes up (resendBarriers). Silent on the connection it was sent on:
+    // that connection is stuck, restart it.
+    entry.timer = setTimeout(() => {
+      this.settle(token, entry, new UnavailableError(`the live feed of shard ${shard} did not answer; retry later`));
+      if (link.isUp && link.generation === entry.sentOn) link.restart();
+    }, BARRIER_TIMEOUT_MS).unref();
+    this.barriers.set(token, entry);
+    this.sendBarrier(token, entry);
+  }
+
+  /** A barrier is done (answered, failed or timed out): its waiters learn it, the next one goes. */
+  private settle(token: string, b: Barrier, outcome: EntryId | Error): void {
+    if (this.barriers.get(token) !== b) return;
+    clearTimeout(b.timer);
+    this.barriers.delete(token);
+    this.inFlight.delete(b.shard);
+    if (outcome instanceof Error) for (const w of b.waiters) w.reject(outcome);
+    else {
+      for (const w of b.waiters) w.onAnswer?.(outcome);
+      for (const w of b.waiters) w.resolve(outcome);
+    }
+    if (!this.stopped) this.launch(b.shard);
   }
 
   private sendBarrier(token: string, b: Barrier): void {
     const link = this.links[b.shard];
     b.sentOn = link.isUp ? link.generation : -1;
-    this.redis.shardBarrier(this.shards.seq(b.shard), this.shards.barrierChannel(b.shard, this.processId), token).catch((e: Error) => {
-      if (this.barriers.get(token) !== b) return;
-      clearTimeout(b.timer);
-      this.barriers.delete(token);
-      b.reject(e);
-    });
+    this.redis
+      .shardBarrier(this.shards.seq(b.shard), this.shards.barrierChannel(b.shard, this.processId), token)
+      .catch((e: Error) => this.settle(token, b, e));
   }
 
   /** The link of `shard` is up on a new connection: barriers sent before it cannot be answered any more; ask again. */
@@ -238,12 +296,9 @@ export class Hub {
     const b = this.barriers.get(token);
     const id = parseId(last);
     if (!b || !id) return;
-    clearTimeout(b.timer);
-    this.barriers.delete(token);
     // While a gap is filled the position stays where the gap began (onUp moves it).
     if (!this.gaps.has(shard)) this.advance(shard, id);
-    b.onAnswer?.(id);
-    b.resolve(id);
+    this.settle(token, b, id);
   }
 
   /** The link broke: hold what arrives until the gap is filled (`onUp`). */

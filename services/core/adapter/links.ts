@@ -86,6 +86,11 @@ export class ShardLink {
     this.conn.sunsubscribe(...gone).catch(() => undefined);
   }
 
+  /** True while `channel` is subscribed on the live connection: everything published to it from now on arrives here. */
+  isActive(channel: string): boolean {
+    return this.isUp && this.active.has(channel);
+  }
+
   /** Channels wanted now (the owner's bookkeeping of rooms per shard reads it). */
   channels(): ReadonlySet<string> {
     return this.wanted;

@@ -135,18 +135,32 @@ export class ShardedAdapter extends ClusterAdapter implements HubListener {
    * never replays what came before it).
    */
   async whenLive(rooms: Room[], onFloor?: (shard: number, id: EntryId) => void): Promise<Map<Room, EntryId>> {
+    const byShard = new Map<number, Room[]>();
+    for (const r of rooms) {
+      const s = this.shardOf(r);
+      byShard.set(s, [...(byShard.get(s) ?? []), this.channelOf(r)]);
+    }
+    // Callers join (or start buffering) in this very tick: a shard whose channels are live already
+    // has its floor here, without Redis. Only a channel subscribed just now needs a barrier.
+    const floors = new Map<number, EntryId>();
+    for (const [s, channels] of byShard) {
+      const at = this.hub.knownFloor(s, channels);
+      if (!at) continue;
+      floors.set(s, at);
+      onFloor?.(s, at);
+    }
     const subscribed = Promise.all(rooms.map((r) => this.hub.ref(this.channelOf(r)).finally(() => this.hub.unref(this.channelOf(r)))));
     await withTimeout(subscribed, LIVE_WITHIN_MS, 'the live feed of a room is not up; retry later');
-    const needed = new Set(rooms.map((r) => this.shardOf(r)));
-    const floors = new Map<number, EntryId>();
     // Each answer is taken in the tick it arrives: a live entry right behind it must already see it.
     await Promise.all(
-      [...needed].map((s) =>
-        this.hub.barrier(s, (id) => {
-          floors.set(s, id);
-          onFloor?.(s, id);
-        }),
-      ),
+      [...byShard.keys()]
+        .filter((s) => !floors.has(s))
+        .map((s) =>
+          this.hub.floorBarrier(s, (id) => {
+            floors.set(s, id);
+            onFloor?.(s, id);
+          }),
+        ),
     );
     return new Map(rooms.map((r) => [r, floors.get(this.shardOf(r))!]));
   }

@@ -179,6 +179,12 @@ function pipelineMetrics(r: Registers) {
       'adapter_gap_fills_total',
       'Live feeds of a shard refilled from the room histories after their connection broke',
     ),
+    adapterFloors: counter(
+      r,
+      'adapter_floors_total',
+      'Positions a join or restore started from, by how they were known: from the live feed (known) or by a barrier round trip to Redis',
+      ['how'] as const,
+    ),
     inboxDepth: gauge(r, 'inbox_depth', 'Messages held in all inboxes (measured by the retention pass)'),
     inboxStreams: gauge(r, 'inbox_streams', 'Inbox streams (users with messages kept)'),
     publishRequests: counter(
