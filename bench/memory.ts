@@ -10,6 +10,7 @@
  */
 import net from 'net';
 import { aggregateHeap, diffHeap, formatHeapDiff, HeapCounts } from './lib/heap-summary';
+import { formatSummary, summarise, type ProfileSummary } from './lib/profile-summary';
 import { cpuMs, openFilesLimit, rssKiB, sleep } from './lib/proc';
 import { commandCounts, diffCounts, perUnit } from './lib/redis-stats';
 import { envInt, median, Row } from './lib/report';
@@ -25,6 +26,7 @@ interface Params {
   sourceAddresses: string[];
   order: Kind[];
   heapDiff: boolean;
+  profile: boolean;
 }
 
 interface Sample {
@@ -44,6 +46,10 @@ export interface MemoryNumbers {
   /** Event-loop delay of the server while the N connections were made (monitorEventLoopDelay, 10 ms resolution). */
   lag: { maxMs: number; p99Ms: number; meanMs: number };
   connectsPerSec: number;
+  /** Server CPU (user + system) per connection while the N clients connected, in µs. */
+  cpuUsPerConnection: number;
+  /** BENCH_PROFILE=1: the server's V8 CPU profile of the connect phase. */
+  profile?: ProfileSummary;
   /** Redis commands the server issued per connection while the N clients connected. */
   redisCommandsPerConnection: Record<string, number>;
   heapDiff?: ReturnType<typeof diffHeap>;
@@ -94,6 +100,7 @@ async function params(ctx: BenchContext, notes: string[]): Promise<Params> {
     sourceAddresses,
     order,
     heapDiff: process.env.BENCH_HEAP_DIFF === '1',
+    profile: process.env.BENCH_PROFILE === '1',
   };
 }
 
@@ -143,9 +150,15 @@ async function runOne(kind: Kind, p: Params, ctx: BenchContext, signal: AbortSig
       `memory/${kind}: baseline RSS ${(before.rssKiB / 1024).toFixed(1)} MiB with ${p.warmup} warm-up connections; connecting ${p.connections} more`,
     );
     await server.inspector!.startLagMonitor();
+    if (p.profile) await server.inspector!.startProfile();
+    const cpu0 = cpuMs(server.pid);
     const t0 = Date.now();
     clients.push(...(await connectMany(p.connections, p.concurrency, connect('idle', p.warmup))));
     const connectSeconds = (Date.now() - t0) / 1000;
+    // What the connects left to do (session writes, presence announcements) is theirs too.
+    await waitIdle(server.pid, 15000);
+    const cpuUsPerConnection = ((cpuMs(server.pid) - cpu0) * 1000) / p.connections;
+    const profile = p.profile ? summarise(await server.inspector!.stopProfile(), 30) : undefined;
     const lag = await server.inspector!.stopLagMonitor();
     await waitIdle(server.pid, 15000);
     const after = await sample(server);
@@ -163,6 +176,8 @@ async function runOne(kind: Kind, p: Params, ctx: BenchContext, signal: AbortSig
       connectSeconds,
       lag,
       connectsPerSec: p.connections / connectSeconds,
+      cpuUsPerConnection,
+      profile,
       redisCommandsPerConnection: perUnit(redisCommands, p.connections),
       heapDiff,
     };
@@ -214,6 +229,7 @@ export const memory: Benchmark = {
         digits: 1,
       },
       { metric: 'connects/s (handshakes)', gateway: g.connectsPerSec, bare: b.connectsPerSec },
+      { metric: 'server CPU per connect (µs)', gateway: g.cpuUsPerConnection, bare: b.cpuUsPerConnection },
       { metric: 'event-loop delay while connecting, max (ms)', gateway: g.lag.maxMs, bare: b.lag.maxMs, digits: 1 },
       { metric: 'event-loop delay while connecting, p99 (ms)', gateway: g.lag.p99Ms, bare: b.lag.p99Ms, digits: 1 },
     ];
@@ -233,12 +249,19 @@ export const memory: Benchmark = {
       notes.push(`DIAGNOSTIC RUN: bare ran with gateway features ${process.env.BENCH_BARE_FEATURES} (BENCH_BARE_FEATURES)`);
     if (p.heapDiff)
       notes.push('BENCH_HEAP_DIFF=1: heap snapshots were taken (the "after" RSS includes what the first snapshot left behind)');
-    const extra = p.heapDiff
+    const profiles = p.profile
+      ? (['gateway', 'bare'] as Kind[])
+          .map((k) => (r[k].profile ? formatSummary(`Connect phase CPU profile, ${k}`, r[k].profile!) : ''))
+          .filter(Boolean)
+          .join('\n\n')
+      : '';
+    const heaps = p.heapDiff
       ? (['gateway', 'bare'] as Kind[])
           .map((k) => (r[k].heapDiff ? formatHeapDiff(`Heap growth per connection, ${k}`, r[k].heapDiff!) : ''))
           .filter(Boolean)
           .join('\n\n')
-      : undefined;
+      : '';
+    const extra = [profiles, heaps].filter(Boolean).join('\n\n') || undefined;
     return {
       title: 'Memory per idle connection (one process)',
       params: { ...p },

@@ -60,6 +60,11 @@ export interface ClusterOptions {
   nodeArgs?: string[];
 }
 
+/** `BENCH_AUTH=insecure`: gateways without JWT verification (AUTH_MODE=insecure, the user id in `auth`), to show what verification costs. */
+function insecureAuth(): boolean {
+  return process.env.BENCH_AUTH === 'insecure';
+}
+
 /** Extra node flags for both kinds of server (same for both: the comparison stays fair). */
 function serverNodeArgs(): string[] {
   return (process.env.BENCH_SERVER_NODE_OPTIONS ?? '').split(/\s+/).filter(Boolean);
@@ -112,7 +117,7 @@ async function startOne(kind: Kind, index: number, opts: ClusterOptions): Promis
     metricsPort = await freePort();
     Object.assign(env, {
       METRICS_PORT: String(metricsPort),
-      JWT_SECRET: BENCH_SECRET,
+      ...(insecureAuth() ? { AUTH_MODE: 'insecure' } : { JWT_SECRET: BENCH_SECRET }),
       RATE_LIMIT_EVENTS_PER_SECOND: '0',
       SOCKET_WRITE_BYTES_PER_SECOND: '0',
       POD_NAME: `${opts.prefix}-${name}`,
@@ -167,6 +172,7 @@ export async function startCluster(kind: Kind, n: number, opts: ClusterOptions):
     servers,
     async auth(userId) {
       if (kind === 'bare') return undefined;
+      if (insecureAuth()) return { userId };
       const token = await new SignJWT({})
         .setProtectedHeader({ alg: 'HS256' })
         .setSubject(userId)

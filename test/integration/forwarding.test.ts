@@ -136,7 +136,9 @@ describe('a polling session works whichever gateway its requests reach', () => {
     const p = await Poll.open(base[0]);
     expect((await p.post(base[1], `40${JSON.stringify({ token: await token('fw-raw') })}`)).body).toBe('ok');
     await p.until([base[2], base[1]], (x) => x.startsWith('40{'));
+    // Both connect events, in whichever order they come (PROTOCOL.md fixes none): then nothing is pending.
     await p.until([base[1]], (x) => x.startsWith('42["queued-messages"'));
+    await p.until([base[1]], (x) => x.startsWith('42["session"'));
     // A GET forwarded by gw1 waits (the owner has nothing to say) until an event sent through gw2 is answered.
     const pending = p.get(base[1], 8000);
     await new Promise((r) => setTimeout(r, 300));

@@ -10,6 +10,7 @@ import Redis, { Cluster, RedisOptions } from 'ioredis';
 import calculateSlot from 'cluster-key-slot';
 import type { Logger } from '../platform/logger';
 import { retryDelay, type RedisClient } from '../redis/client';
+import { coalesceWrites } from '../redis/coalesce';
 
 export interface LinkEvents {
   /** A message on one of the link's channels. */
@@ -133,13 +134,15 @@ export class ShardLink {
     const opts = this.where();
     // The cluster's slot map is not known yet (its client is still starting): look again soon.
     if (!opts) return void (this.timer = setTimeout(() => this.connect(), 100).unref());
-    const conn = new Redis({
-      ...opts,
-      retryStrategy: () => null,
-      maxRetriesPerRequest: 1,
-      connectionName: `rtg-${this.name}`,
-      lazyConnect: false,
-    });
+    const conn = coalesceWrites(
+      new Redis({
+        ...opts,
+        retryStrategy: () => null,
+        maxRetriesPerRequest: 1,
+        connectionName: `rtg-${this.name}`,
+        lazyConnect: false,
+      }),
+    );
     this.conn = conn;
     conn.on('error', () => undefined);
     conn.on('smessage', (channel: string, payload: string) => {

