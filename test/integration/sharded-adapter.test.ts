@@ -287,6 +287,46 @@ describe.each([
     expect(await floors('known')).toBeGreaterThanOrEqual(known1 + 2);
   });
 
+  test('a channel subscribed after entries were published to it takes a barrier, not the older position (a restore would miss them)', async () => {
+    type HubInternals = { ref(channel: string): Promise<void>; unref(channel: string): void };
+    type Internals = {
+      hub: HubInternals;
+      whenLive(rooms: string[]): Promise<Map<string, EntryId>>;
+      shardOf(room: string): number;
+      channelOf(room: string): string;
+    };
+    const adapter = gws[0].gateway.io.of('/').adapter as unknown as Internals;
+    const floors = (how: string) => metricValue(gws[0].metrics, 'realtime_adapter_floors_total', { how });
+    // Two rooms of one shard: pod 0 holds a member of the first only.
+    const names = Array.from({ length: 400 }, (_, i) => `late-${i}`);
+    const shardOf = (r: string) => adapter.shardOf(clientRoom(r));
+    const held = names[0];
+    const late = names.find((r) => r !== held && shardOf(r) === shardOf(held))!;
+    const shard = shardOf(held);
+    const local = await user('late-local', 0);
+    expect(await local.emitWithAck('join-room', held)).toMatchObject({ ok: true }); // pod 0 has a position on the shard now
+    const far = await user('late-far', 1);
+    expect(await far.emitWithAck('join-room', late)).toMatchObject({ ok: true });
+    const sender = await user('late-sender', 2);
+    // Published while pod 0 is not subscribed to the room: it never reaches pod 0, and its id is past pod 0's position.
+    const published = await offsetOf(far, sender, late, 'before pod 0 subscribed');
+    const channel = adapter.channelOf(clientRoom(late));
+    await adapter.hub.ref(channel);
+    try {
+      const barriers = await floors('barrier');
+      const floor = (await adapter.whenLive([clientRoom(late)])).get(clientRoom(late))!;
+      expect(compareIds(floor, published.get(shard)!)).toBeGreaterThanOrEqual(0);
+      expect(await floors('barrier')).toBe(barriers + 1);
+      // Once the position moved past the subscription, the floor is known again.
+      await offsetOf(local, sender, held, 'moves pod 0 on');
+      const known = await floors('known');
+      await adapter.whenLive([clientRoom(late)]);
+      expect(await floors('known')).toBe(known + 1);
+    } finally {
+      adapter.hub.unref(channel);
+    }
+  });
+
   test('concurrent barriers on a shard share round trips, and each answer covers what was published before it was asked', async () => {
     type HubInternals = { barrier(shard: number): Promise<EntryId>; sendBarrier(...a: unknown[]): void };
     const adapter = gws[0].gateway.io.of('/').adapter as unknown as { hub: HubInternals; shardOf(room: string): number };

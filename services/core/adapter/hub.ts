@@ -38,7 +38,7 @@ interface Sub {
 interface Waiter {
   resolve(id: EntryId): void;
   reject(e: Error): void;
-  onAnswer?: (id: EntryId) => void;
+  onAnswer?: (id: EntryId, covers: number) => void;
 }
 
 /** One barrier on the wire: every caller that asked before it was sent shares its answer. */
@@ -50,6 +50,8 @@ interface Barrier {
   sentOn: number;
   /** Asked a second time already (a barrier is sent at most twice). */
   resent: boolean;
+  /** The shard's subscription tick when it was last sent: its answer covers the subscriptions up to it. */
+  sentTick: number;
 }
 
 interface Gap {
@@ -68,6 +70,17 @@ export class Hub {
   private subs = new Map<string, Sub>();
   private listeners = new Map<string, HubListener>();
   private barriers = new Map<string, Barrier>();
+  /**
+   * Whether the pod's position covers a channel's subscription. Entries published to a channel
+   * before its subscription took effect never arrived here, and their ids can lie past the
+   * position. Each subscription that takes effect gets the shard's next tick; the position covers
+   * it once it was moved by an entry received live after it, or by a barrier sent after it (both
+   * have later ids than anything published before the subscription). Until then the channel's
+   * floor is not known without a barrier.
+   */
+  private subscribedAt = new Map<string, number>();
+  private ticks: number[] = [];
+  private covered: number[] = [];
   /** Per shard: is a barrier on the wire, and who asked since it was sent (they get the next one). */
   private inFlight = new Set<number>();
   private queued = new Map<number, Waiter[]>();
@@ -89,10 +102,17 @@ export class Hub {
     if (this.started) return;
     this.started = true;
     for (let s = 0; s < this.shards.count; s++) {
+      this.ticks.push(0);
+      this.covered.push(0);
       const link = new ShardLink(
         s,
         () => nodeOptions(this.url, this.redis, this.shards.seq(s)),
-        { message: (c, p) => this.onMessage(s, c, p), down: () => this.onDown(s), up: () => void this.onUp(s) },
+        {
+          message: (c, p) => this.onMessage(s, c, p),
+          down: () => this.onDown(s),
+          up: () => void this.onUp(s),
+          subscribed: (c) => this.subscribedAt.set(c, ++this.ticks[s]),
+        },
         this.logger,
         `shard-${s}`,
       );
@@ -160,6 +180,7 @@ export class Hub {
     sub.timer = setTimeout(() => {
       if (sub.refs > 0 || this.subs.get(channel) !== sub) return;
       this.subs.delete(channel);
+      this.subscribedAt.delete(channel);
       this.links[this.shards.ofName(channel)].unsubscribe([channel]);
     }, UNSUBSCRIBE_AFTER_MS).unref();
   }
@@ -174,7 +195,8 @@ export class Hub {
   knownFloor(shard: number, channels: readonly string[]): EntryId | undefined {
     const link = this.links[shard];
     const at = this.vector.get(shard);
-    if (!at || !link?.isUp || this.gaps.has(shard) || !channels.every((c) => link.isActive(c))) return undefined;
+    if (!at || !link?.isUp || this.gaps.has(shard)) return undefined;
+    if (!channels.every((c) => link.isActive(c) && (this.subscribedAt.get(c) ?? Infinity) <= this.covered[shard])) return undefined;
     this.metrics.adapterFloors.inc({ how: 'known' });
     return at;
   }
@@ -193,7 +215,7 @@ export class Hub {
    * (sent once it is answered, so after they asked): a restore storm costs a barrier per shard
    * and round trip, not one per restore.
    */
-  barrier(shard: number, onAnswer?: (id: EntryId) => void): Promise<EntryId> {
+  barrier(shard: number, onAnswer?: (id: EntryId, covers: number) => void): Promise<EntryId> {
     return new Promise<EntryId>((resolve, reject) => {
       const q = this.queued.get(shard);
       if (q) q.push({ resolve, reject, onAnswer });
@@ -210,7 +232,7 @@ export class Hub {
     this.inFlight.add(shard);
     const token = randomBytes(6).toString('hex');
     const link = this.links[shard];
-    const entry: Barrier = { shard, waiters, sentOn: -1, resent: false };
+    const entry: Barrier = { shard, waiters, sentOn: -1, resent: false, sentTick: 0 };
     // A barrier sent while the link was down, or on a connection that has gone since, is sent
     // again when the link comes up (resendBarriers). Silent on the connection it was sent on:
     // that connection is stuck, restart it.
@@ -230,7 +252,7 @@ export class Hub {
     this.inFlight.delete(b.shard);
     if (outcome instanceof Error) for (const w of b.waiters) w.reject(outcome);
     else {
-      for (const w of b.waiters) w.onAnswer?.(outcome);
+      for (const w of b.waiters) w.onAnswer?.(outcome, b.sentTick);
       for (const w of b.waiters) w.resolve(outcome);
     }
     if (!this.stopped) this.launch(b.shard);
@@ -239,6 +261,7 @@ export class Hub {
   private sendBarrier(token: string, b: Barrier): void {
     const link = this.links[b.shard];
     b.sentOn = link.isUp ? link.generation : -1;
+    b.sentTick = this.ticks[b.shard];
     this.redis
       .shardBarrier(this.shards.seq(b.shard), this.shards.barrierChannel(b.shard, this.processId), token)
       .catch((e: Error) => this.settle(token, b, e));
@@ -254,9 +277,16 @@ export class Hub {
     }
   }
 
-  private advance(shard: number, id: EntryId): void {
+  /**
+   * The shard's position moves to `id` (an entry delivered, a barrier answered, a gap filled).
+   * `covers`: the shard's tick when what moved it was sent (a barrier) or received (a live entry):
+   * the subscriptions up to it are covered by the position now. Undefined for entries read from a
+   * history, which say nothing about subscriptions.
+   */
+  private advance(shard: number, id: EntryId, covers?: number): void {
     const cur = this.vector.get(shard);
     if (!cur || compareIds(id, cur) > 0) this.vector.set(shard, id);
+    if (covers !== undefined && covers > this.covered[shard]) this.covered[shard] = covers;
   }
 
   private onMessage(shard: number, channel: string, payload: string): void {
@@ -269,10 +299,11 @@ export class Hub {
       gap.held.push({ channel, payload });
       return;
     }
-    this.dispatch(shard, channel, payload);
+    this.dispatch(shard, channel, payload, true);
   }
 
-  private dispatch(shard: number, channel: string, payload: string): void {
+  /** Delivers one entry to its namespace; `live`: received on the link just now (not held, not read from a history). */
+  private dispatch(shard: number, channel: string, payload: string, live = false): void {
     const nl = payload.indexOf('\n');
     const head = payload.slice(0, nl);
     const room = this.shards.parseChannel(channel);
@@ -282,7 +313,7 @@ export class Hub {
       if (id) {
         const cur = this.vector.get(shard);
         if (cur && compareIds(id, cur) <= 0) return; // delivered already (a gap fill overlapped it)
-        this.advance(shard, id);
+        this.advance(shard, id, live ? this.ticks[shard] : undefined);
         this.metrics.adapterReadLag.observe(Math.max(0, Date.now() - id.ms) / 1000);
       }
       this.listeners.get(room.nsp)?.live(room.room, shard, id, payload.slice(nl + 1));
@@ -297,7 +328,7 @@ export class Hub {
     const id = parseId(last);
     if (!b || !id) return;
     // While a gap is filled the position stays where the gap began (onUp moves it).
-    if (!this.gaps.has(shard)) this.advance(shard, id);
+    if (!this.gaps.has(shard)) this.advance(shard, id, b.sentTick);
     this.settle(token, b, id);
   }
 
@@ -350,11 +381,12 @@ export class Hub {
       .map((c) => this.shards.parseChannel(c))
       .filter((r): r is NonNullable<typeof r> => r?.shard === shard);
     const since = this.vector.get(shard);
-    const upTo = await this.barrier(shard);
+    let covers: number | undefined;
+    const upTo = await this.barrier(shard, (_id, t) => (covers = t));
     const entries = since ? await this.readGap(rooms, since, upTo) : [];
     if (entries === null) this.onGapOverflow(rooms);
     else for (const e of entries) this.dispatch(shard, e.channel, e.payload);
-    this.advance(shard, upTo);
+    this.advance(shard, upTo, covers);
     this.metrics.adapterGapFills.inc();
     this.logger.info(
       { shard, rooms: rooms.length, filled: entries?.length ?? 'overflow', since, upTo, held: this.gaps.get(shard)?.held.length },

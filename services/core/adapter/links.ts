@@ -19,6 +19,8 @@ export interface LinkEvents {
   down(): void;
   /** Connected again with every wanted channel subscribed. */
   up(): void;
+  /** `channel` is subscribed on the current connection now (its subscription took effect). */
+  subscribed?(channel: string): void;
 }
 
 /** Where a shard's node is: the node of a standalone Redis, or the master of the slot on a cluster. */
@@ -124,6 +126,7 @@ export class ShardLink {
 
   private confirm(c: string): void {
     this.active.add(c);
+    this.events.subscribed?.(c);
     const w = this.waiting.get(c);
     this.waiting.delete(c);
     for (const r of w ?? []) r();
