@@ -249,18 +249,16 @@ export const memory: Benchmark = {
       notes.push(`DIAGNOSTIC RUN: bare ran with gateway features ${process.env.BENCH_BARE_FEATURES} (BENCH_BARE_FEATURES)`);
     if (p.heapDiff)
       notes.push('BENCH_HEAP_DIFF=1: heap snapshots were taken (the "after" RSS includes what the first snapshot left behind)');
-    const profiles = p.profile
-      ? (['gateway', 'bare'] as Kind[])
-          .map((k) => (r[k].profile ? formatSummary(`Connect phase CPU profile, ${k}`, r[k].profile!) : ''))
-          .filter(Boolean)
-          .join('\n\n')
-      : '';
-    const heaps = p.heapDiff
-      ? (['gateway', 'bare'] as Kind[])
-          .map((k) => (r[k].heapDiff ? formatHeapDiff(`Heap growth per connection, ${k}`, r[k].heapDiff!) : ''))
-          .filter(Boolean)
-          .join('\n\n')
-      : '';
+    // One section per kind that has it, in the table's order.
+    const sections = (on: boolean, text: (k: Kind) => string | undefined) =>
+      on
+        ? (['gateway', 'bare'] as Kind[])
+            .map((k) => text(k) ?? '')
+            .filter(Boolean)
+            .join('\n\n')
+        : '';
+    const profiles = sections(p.profile, (k) => r[k].profile && formatSummary(`Connect phase CPU profile, ${k}`, r[k].profile!));
+    const heaps = sections(p.heapDiff, (k) => r[k].heapDiff && formatHeapDiff(`Heap growth per connection, ${k}`, r[k].heapDiff!));
     const extra = [profiles, heaps].filter(Boolean).join('\n\n') || undefined;
     return {
       title: 'Memory per idle connection (one process)',

@@ -85,6 +85,12 @@ describe.each([
   });
 
   const user = async (name: string, gw: number) => connect(gws[gw].url, { token: await token(name) });
+  /** A member of `room` on pod 0 and a sender (not a member) on pod 1. */
+  const memberAndSender = async (prefix: string, room: string) => {
+    const member = await user(`${prefix}-a`, 0);
+    expect(await member.emitWithAck('join-room', room)).toMatchObject({ ok: true });
+    return { member, sender: await user(`${prefix}-s`, 1) };
+  };
   const received = (gw: number) => metricValue(gws[gw].metrics, 'realtime_adapter_entries_received_total');
 
   test('a pod with no member of a room receives nothing for it, while its members get every message', async () => {
@@ -265,9 +271,7 @@ describe.each([
     const floors = (how: string) => metricValue(gws[0].metrics, 'realtime_adapter_floors_total', { how });
     const room = 'floor-room';
     const shard = adapter.shardOf(clientRoom(room));
-    const member = await user('floor-a', 0);
-    expect(await member.emitWithAck('join-room', room)).toMatchObject({ ok: true });
-    const sender = await user('floor-s', 1);
+    const { member, sender } = await memberAndSender('floor', room);
     const before = await offsetOf(member, sender, room, 'before');
     const [known0, barrier0] = [await floors('known'), await floors('barrier')];
     // The room is live on pod 0: its floor is where pod 0 stands, with no round trip to Redis.
@@ -333,9 +337,7 @@ describe.each([
     const hub = adapter.hub;
     const room = 'barrier-room';
     const shard = adapter.shardOf(clientRoom(room));
-    const member = await user('barrier-a', 0);
-    expect(await member.emitWithAck('join-room', room)).toMatchObject({ ok: true });
-    const sender = await user('barrier-s', 1);
+    const { member, sender } = await memberAndSender('barrier', room);
     const published = await offsetOf(member, sender, room, 'published');
     const send = hub.sendBarrier;
     let sent = 0;

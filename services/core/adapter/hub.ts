@@ -34,7 +34,7 @@ interface Sub {
   timer?: NodeJS.Timeout;
 }
 
-/** One caller of `floor`/`barrier`: answered in the tick the answer arrives. */
+/** One caller of `barrier`: answered in the tick the answer arrives. */
 interface Waiter {
   resolve(id: EntryId): void;
   reject(e: Error): void;
@@ -188,7 +188,8 @@ export class Hub {
   /**
    * The position from which `channels` (all of shard `shard`) reach this process's sockets, when
    * it is known without Redis: every channel subscribed on the link's live connection, no gap
-   * being filled, and the shard has a position. Read in the tick a socket joins (or a restore
+   * being filled, the shard has a position, and that position moved since each channel's
+   * subscription took effect (`covered`). Read in the tick a socket joins (or a restore
    * starts buffering), it is exact: every entry delivered from then on comes after it, and none
    * before it was for that socket. `undefined`: ask a barrier (`floorBarrier`).
    */

@@ -135,10 +135,16 @@ export class ShardedAdapter extends ClusterAdapter implements HubListener {
    * never replays what came before it).
    */
   async whenLive(rooms: Room[], onFloor?: (shard: number, id: EntryId) => void): Promise<Map<Room, EntryId>> {
-    const byShard = new Map<number, Room[]>();
-    for (const r of rooms) {
-      const s = this.shardOf(r);
-      byShard.set(s, [...(byShard.get(s) ?? []), this.channelOf(r)]);
+    const shards = this.hub.shards;
+    const where = rooms.map((r) => {
+      const shard = shards.of(this.nsp.name, r);
+      return { room: r, shard, channel: shards.channel(shard, this.nsp.name, r) };
+    });
+    const byShard = new Map<number, string[]>();
+    for (const w of where) {
+      const channels = byShard.get(w.shard);
+      if (channels) channels.push(w.channel);
+      else byShard.set(w.shard, [w.channel]);
     }
     // Callers join (or start buffering) in this very tick: a shard whose channels are live already
     // has its floor here, without Redis. Only a channel subscribed just now needs a barrier.
@@ -149,7 +155,7 @@ export class ShardedAdapter extends ClusterAdapter implements HubListener {
       floors.set(s, at);
       onFloor?.(s, at);
     }
-    const subscribed = Promise.all(rooms.map((r) => this.hub.ref(this.channelOf(r)).finally(() => this.hub.unref(this.channelOf(r)))));
+    const subscribed = Promise.all(where.map((w) => this.hub.ref(w.channel).finally(() => this.hub.unref(w.channel))));
     await withTimeout(subscribed, LIVE_WITHIN_MS, 'the live feed of a room is not up; retry later');
     // Each answer is taken in the tick it arrives: a live entry right behind it must already see it.
     await Promise.all(
@@ -162,7 +168,7 @@ export class ShardedAdapter extends ClusterAdapter implements HubListener {
           }),
         ),
     );
-    return new Map(rooms.map((r) => [r, floors.get(this.shardOf(r))!]));
+    return new Map(where.map((w) => [w.room, floors.get(w.shard)!]));
   }
 
   shardCount(): number {
