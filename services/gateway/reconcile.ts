@@ -27,8 +27,8 @@ export interface Reconciled {
  * incarnation (paused, reaped, resumed) that had begun a recovery of the same session finishes it
  * after the socket recovered here, overwriting the records, then drops its copy and removes them
  * under its own name. So each pass also reads the records themselves (presence and room
- * membership of up to VERIFY_PER_PASS connected sockets, rotating over all of them) and records
- * again what is missing or held by another pod.
+ * membership of a quarter of the connected sockets, rotating over all of them: see verifyCount)
+ * and records again what is missing or held by another pod.
  */
 export async function reconcile(ctx: GatewayContext): Promise<Reconciled> {
   const out: Reconciled = { connected: 0, disconnected: 0, joined: 0, left: 0 };
@@ -43,15 +43,29 @@ export async function reconcile(ctx: GatewayContext): Promise<Reconciled> {
   return out;
 }
 
-/** Sockets whose records one pass reads (with their rooms): the pass costs at most this many presence reads plus their memberships. */
+/** Sockets whose records one pass reads at most (with their rooms): a pass costs at most this many presence reads plus their memberships. */
 export const VERIFY_PER_PASS = 1000;
+/** Every socket is read at least once every this many passes (until VERIFY_PER_PASS caps a pass)... */
+const VERIFY_ROTATION_PASSES = 4;
+/** ...and a pod with few sockets reads up to this many per pass (all of them, in small pods). */
+const VERIFY_MIN_PER_PASS = 200;
+
+/**
+ * How many sockets one pass reads. A share of the pod's sockets rather than a fixed count, so that
+ * the cluster's cost follows its sockets, not its pods (ARCHITECTURE.md rule 8): 4,000 sockets on
+ * 4 pods cost what they cost on 1 (each pod reads 250 per pass; a fixed 1,000 made each pod read
+ * all of its own every pass, 4x the reads of one pod holding them all).
+ */
+export function verifyCount(sockets: number): number {
+  return Math.min(sockets, VERIFY_PER_PASS, Math.max(VERIFY_MIN_PER_PASS, Math.ceil(sockets / VERIFY_ROTATION_PASSES)));
+}
 const cursors = new WeakMap<GatewayContext, number>();
 
 async function verifyRecords(ctx: GatewayContext, local: Map<string, Socket>, out: Reconciled): Promise<void> {
   const sockets = [...local.values()].filter((s) => s.connected);
   if (!sockets.length) return;
   const start = (cursors.get(ctx) ?? 0) % sockets.length;
-  const n = Math.min(VERIFY_PER_PASS, sockets.length);
+  const n = verifyCount(sockets.length);
   cursors.set(ctx, start + n);
   const slice = Array.from({ length: n }, (_, i) => sockets[(start + i) % sockets.length]);
   await Promise.all(
