@@ -14,6 +14,11 @@
  * pings). Then each N's cost over the 1-pod cost, for the gateway and for bare Socket.IO on the
  * streams adapter (bench/bare-server.ts) with the same clients and schedule.
  *
+ * Also per message: the servers' wake-ups (voluntary context switches of their main threads) and
+ * preemptions, and the machine's price of a wake-up (lib/wakeup.ts: a trivial Node echo at the
+ * offered rate and at that rate over the largest N). BENCH_SCALE_WEAK=1 offers rate x N instead
+ * (the same load per pod).
+ *
  * `BENCH_ONLY=scaleout npm run bench`; numbers also in .bench/scaleout.json. BENCH_PERF=1 adds a
  * second, profiled load window at the largest N (perf CPU-time samples of the servers and Redis;
  * the measured window is never profiled).
@@ -28,6 +33,7 @@ import { commandCounts, diffCounts, perUnit, total } from './lib/redis-stats';
 import { envInt, Row, writeBenchJson } from './lib/report';
 import { RoomLoad, twoPodLayout, type LoadNumbers } from './lib/room-load';
 import { assertAlive, Kind, KINDS, kindOrder, startCluster } from './lib/targets';
+import { wakeupCost, type WakeupPoint } from './lib/wakeup';
 import type { Benchmark, BenchContext, BenchResult } from './lib/types';
 
 /** The code whose inclusive time the profile lists: the services, Socket.IO, Engine.IO, ws, ioredis, prom-client. */
@@ -44,6 +50,8 @@ interface Params {
   perf: boolean;
   /** Pod counts that get a profiled window with BENCH_PERF=1. */
   perfPods: number[];
+  /** BENCH_SCALE_WEAK=1: the offered rate grows with the pods (rate x N), the same load per pod. */
+  weak: boolean;
 }
 
 function params(): Params {
@@ -61,6 +69,7 @@ function params(): Params {
     order,
     perf: process.env.BENCH_PERF === '1' && perfAvailable(),
     perfPods: (process.env.BENCH_SCALE_PERF_PODS ?? String(pods[pods.length - 1])).split(',').map((x) => Number(x.trim())),
+    weak: process.env.BENCH_SCALE_WEAK === '1',
   };
 }
 
@@ -223,11 +232,17 @@ export const scaleout: Benchmark = {
     for (const [i, n] of p.pods.entries()) {
       const order = i % 2 === 0 ? p.order : [...p.order].reverse();
       for (const kind of order) {
-        const r = await runScale(kind, n, { ...p, perf: p.perf && p.perfPods.includes(n) }, ctx, signal);
+        const rate = p.weak ? p.rate * n : p.rate;
+        const r = await runScale(kind, n, { ...p, rate, perf: p.perf && p.perfPods.includes(n) }, ctx, signal);
         runs[kind].set(n, r);
         if (r.profile) profiles.push(r.profile);
       }
     }
+    const last = p.pods[p.pods.length - 1];
+    // What a wake-up costs on this machine, at the offered rate and at the rate per pod of the largest N.
+    const lowRate = Math.max(1, Math.round(p.rate / last));
+    ctx.log(`scaleout: wake-up cost of this machine (a trivial Node echo at ${p.rate} and ${lowRate} msg/s)`);
+    const machine: WakeupPoint[] = await wakeupCost(lowRate === p.rate ? [p.rate] : [p.rate, lowRate], 10);
     const g = (n: number) => runs.gateway.get(n)!;
     const b = (n: number) => runs.bare.get(n)!;
     const rows: Row[] = [];
@@ -251,6 +266,18 @@ export const scaleout: Benchmark = {
           noRatio: true,
         },
         {
+          metric: `${pre}   server wake-ups / message (main threads' voluntary switches)`,
+          gateway: g(n).load.servers.wakeups / Math.max(1, g(n).traffic.acked),
+          bare: b(n).load.servers.wakeups / Math.max(1, b(n).traffic.acked),
+          digits: 2,
+        },
+        {
+          metric: `${pre}   server preemptions / message`,
+          gateway: g(n).load.servers.preempted / Math.max(1, g(n).traffic.acked),
+          bare: b(n).load.servers.preempted / Math.max(1, b(n).traffic.acked),
+          digits: 2,
+        },
+        {
           metric: `${pre}   idle: servers + Redis CPU ms / s`,
           gateway: (g(n).idle.servers.total + g(n).idle.redis.total) / g(n).idle.servers.seconds,
           bare: (b(n).idle.servers.total + b(n).idle.redis.total) / b(n).idle.servers.seconds,
@@ -258,7 +285,6 @@ export const scaleout: Benchmark = {
         },
       );
     }
-    const last = p.pods[p.pods.length - 1];
     for (const n of p.pods.slice(1)) {
       const pre = `${n} pods / 1 pod:`;
       const rel = (k: Kind, f: (r: ScaleRun) => number) => f(runs[k].get(n)!) / f(runs[k].get(1)!);
@@ -268,7 +294,7 @@ export const scaleout: Benchmark = {
           gateway: rel('gateway', (r) => r.perMessageUs.total),
           bare: rel('bare', (r) => r.perMessageUs.total),
           digits: 2,
-          gatewayTarget: n === last && n === 4 ? { max: 1.5 } : undefined,
+          gatewayTarget: n === last && n === 4 && !p.weak ? { max: 1.5 } : undefined,
         },
         {
           metric: `${pre} servers-only cost`,
@@ -281,10 +307,26 @@ export const scaleout: Benchmark = {
           gateway: rel('gateway', (r) => r.perMessageUs.totalAboveIdle),
           bare: rel('bare', (r) => r.perMessageUs.totalAboveIdle),
           digits: 2,
-          gatewayTarget: n === last && n === 4 ? { max: 1.5 } : undefined,
+          gatewayTarget: n === last && n === 4 && !p.weak ? { max: 1.5 } : undefined,
         },
       );
     }
+    for (const m of machine)
+      rows.push({
+        metric: `machine: a trivial Node TCP echo at ${m.rate} msg/s: CPU us / message (wake-ups / message ${m.wakeupsPerMessage.toFixed(2)})`,
+        gateway: m.cpuUsPerMessage,
+        bare: NaN,
+        digits: 1,
+        noRatio: true,
+      });
+    if (machine.length === 2)
+      rows.push({
+        metric: `machine: the echo's CPU per message at ${machine[1].rate} msg/s over ${machine[0].rate} msg/s`,
+        gateway: machine[1].cpuUsPerMessage / machine[0].cpuUsPerMessage,
+        bare: NaN,
+        digits: 2,
+        noRatio: true,
+      });
     for (const n of p.pods)
       rows.push(
         { metric: `${n} pod(s): msg/s acked`, gateway: g(n).traffic.achievedRate, bare: b(n).traffic.achievedRate, digits: 0 },
@@ -338,7 +380,7 @@ export const scaleout: Benchmark = {
     const perServer = (r: ScaleRun) => r.load.servers.ms.map((x) => ((x * 1000) / Math.max(1, r.traffic.acked)).toFixed(0)).join(' / ');
     const notes = [
       `${p.rooms} rooms x ${p.members} members (${p.rooms * p.members} clients, one user each), room r on pods r and r+1 mod N (half the members each); ` +
-        `${p.rate} msg/s offered for ${p.seconds} s, each from a member of its room, delivered to all ${p.members}; ${p.payloadBytes} B padding; ` +
+        `${p.weak ? `${p.rate} msg/s per pod (x N: the same load per pod)` : `${p.rate} msg/s`} offered for ${p.seconds} s, each from a member of its room, delivered to all ${p.members}; ${p.payloadBytes} B padding; ` +
         `idle window of ${p.seconds} s first (same clients connected); fresh processes per run, order ${p.order.join(' then ')} alternating per pod count`,
       'CPU = user + system from /proc over the load window (first send to last delivery), per message acked; "above idle" subtracts the idle window\'s rate over the same duration',
       "room broadcasts received per message: the gateway's realtime_adapter_entries_received_total summed over its pods (a room's members are on at most 2 pods); bare Socket.IO has no such counter, and every one of its pods XREADs every entry of the one stream (N per message)",
@@ -361,11 +403,12 @@ export const scaleout: Benchmark = {
     const data = {
       params: p,
       runs: Object.fromEntries(KINDS.map((k) => [k, [...runs[k].values()].map(({ profile: _p, ...r }) => r)])),
+      machine,
     };
     const file = writeBenchJson(ctx, 'scaleout', data);
     notes.push(`numbers also in ${path.relative(process.cwd(), file)}`);
     return {
-      title: `Scale-out: cluster CPU per room message at ${p.rate} msg/s, ${p.pods.join(' / ')} server processes`,
+      title: `Scale-out: cluster CPU per room message at ${p.weak ? `${p.rate} msg/s per pod` : `${p.rate} msg/s`}, ${p.pods.join(' / ')} server processes`,
       params: { ...p },
       rows,
       notes,

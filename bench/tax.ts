@@ -127,7 +127,7 @@ async function runKind(kind: Kind, p: Params, ctx: BenchContext, signal: AbortSi
         xadds: cmds.xadd ?? 0,
       };
       windows.push(w);
-      const third = (x: CpuWindow) => ({ total: x.ms[2], ms: [x.ms[2]], seconds: x.seconds });
+      const third = (x: CpuWindow) => ({ total: x.ms[2], ms: [x.ms[2]], seconds: x.seconds, wakeups: NaN, preempted: NaN });
       ctx.log(
         `tax/${kind} round ${round + 1}: ${traffic.acked} msgs acked, lost ${traffic.lost}; third pod idle ${idle.ms[2]} ms, load ${loadCpu.ms[2]} ms ` +
           `= ${((aboveIdle(third(loadCpu), third(idle)) * 1000) / Math.max(1, traffic.acked)).toFixed(1)} us/msg above idle; received ${w.received ?? 'n/a'}`,

@@ -68,6 +68,21 @@ export function cpuSplitMs(pid: number): { user: number; system: number } {
   return { user: (Number(f[11]) * 1000) / CLK_TCK, system: (Number(f[12]) * 1000) / CLK_TCK };
 }
 
+/**
+ * Context switches of a process's main thread (`voluntary_ctxt_switches`: it blocked, mostly in
+ * epoll_wait, so each is a wake-up afterwards; `nonvoluntary`: it was preempted).
+ */
+export function switches(pid: number): { voluntary: number; involuntary: number } {
+  try {
+    const s = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+    const v = /\nvoluntary_ctxt_switches:\s+(\d+)/.exec(s);
+    const n = /nonvoluntary_ctxt_switches:\s+(\d+)/.exec(s);
+    return { voluntary: v ? Number(v[1]) : NaN, involuntary: n ? Number(n[1]) : NaN };
+  } catch {
+    return { voluntary: NaN, involuntary: NaN };
+  }
+}
+
 /** Resident set size of a process in KiB (VmRSS of /proc/<pid>/status). */
 export function rssKiB(pid: number): number {
   try {
