@@ -1,5 +1,10 @@
-import { Registry } from 'prom-client';
-import { createMetrics, Metrics, nsLabel } from '../../services/core/platform/metrics';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { createMetrics, EVENT_LOOP_SAMPLE_MS, Metrics, nsLabel } from '../../services/core/platform/metrics';
+
+jest.mock('prom-client', () => {
+  const actual = jest.requireActual<typeof import('prom-client')>('prom-client');
+  return { ...actual, collectDefaultMetrics: jest.fn(actual.collectDefaultMetrics) };
+});
 
 let metrics: Metrics;
 beforeEach(() => {
@@ -34,6 +39,17 @@ describe('the catalogue', () => {
     ]) {
       expect(names).toContain(n);
     }
+  });
+});
+
+describe('the event-loop delay sampler', () => {
+  test('samples every 50 ms, not every 10 ms (prom-client default): an idle pod is not woken 100 times a second', () => {
+    const spy = collectDefaultMetrics as jest.MockedFunction<typeof collectDefaultMetrics>;
+    spy.mockClear();
+    createMetrics(new Registry());
+    expect(spy).toHaveBeenCalledTimes(1);
+    expect(spy.mock.calls[0][0]).toMatchObject({ eventLoopMonitoringPrecision: 50 });
+    expect(EVENT_LOOP_SAMPLE_MS).toBe(50);
   });
 });
 
