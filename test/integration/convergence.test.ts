@@ -176,20 +176,31 @@ describe('recovery across faults (redis, gateway processes behind a proxy)', () 
   const spawn = (prefix: string, name: string, env: Record<string, string> = {}) =>
     spawnService('gateway', { REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, POD_NAME: name, RATE_LIMIT_EVENTS_PER_SECOND: '0', ...env });
 
-  test.each([10, 30, 60, 120])(
-    'a gateway paused twice in a row (%i ms awake in between): its clients recover elsewhere with every message, none skipped',
-    async (awakeMs) => {
+  test.each([
+    ['websocket', 10],
+    ['websocket', 30],
+    ['websocket', 60],
+    ['websocket', 120],
+    ['polling', 30],
+    ['polling', 120],
+  ])(
+    'a gateway paused twice in a row (%s, %i ms awake in between): its clients recover elsewhere with every message, none skipped',
+    async (transport, awakeMs) => {
       const prefix = uniquePrefix();
       const [paused, other] = [await spawn(prefix, `${prefix}-p`), await spawn(prefix, `${prefix}-o`)];
       procs.push(paused, other);
       proxy = await startProxy([paused.port]);
-      const c = client(proxy.url, { token: await token('pat') }, { ...RECONNECT, transports: ['websocket'] });
+      const c = client(proxy.url, { token: await token('pat') }, { ...RECONNECT, transports: [transport as string] });
       await Promise.all([waitFor(c, 'connect'), waitFor(c, 'session')]);
       expect((await c.emitWithAck('join-room', 'pp')).ok).toBe(true);
       const localSender = await connect(paused.url, { token: await token('local-sender') });
       const remoteSender = await connect(other.url, { token: await token('remote-sender') });
       const got = new Set<string>();
-      c.on('message', (m: { id: string }) => got.add(m.id));
+      let dups = 0;
+      c.on('message', (m: { id: string }) => {
+        if (got.has(m.id)) dups++;
+        got.add(m.id);
+      });
       const acked: string[] = [];
       const send = async (s: ClientSocket, text: string) => {
         const a = await s
@@ -207,7 +218,7 @@ describe('recovery across faults (redis, gateway processes behind a proxy)', () 
       // awake for a moment (it delivers some of what it has), then paused again at once; its
       // client's connection is cut meanwhile and it recovers on the other pod
       paused.proc.kill('SIGCONT');
-      await new Promise((res) => setTimeout(res, awakeMs));
+      await new Promise((res) => setTimeout(res, awakeMs as number));
       paused.proc.kill('SIGSTOP');
       proxy.setTargets([other.port]);
       proxy.dropAll();
@@ -220,7 +231,9 @@ describe('recovery across faults (redis, gateway processes behind a proxy)', () 
       if (c.recovered) expect(missing).toEqual([]);
       // a client that was not recovered was told so (a fresh session): never a silent partial recovery
       else expect(c.recovered).toBe(false);
-      console.log(`awake ${awakeMs} ms: recovered ${c.recovered}, ${acked.length} acked, ${missing.length} missing`);
+      console.log(
+        `${transport}, awake ${awakeMs} ms: recovered ${c.recovered}, ${acked.length} acked, ${missing.length} missing, ${dups} duplicates`,
+      );
     },
   );
 
